@@ -1,0 +1,33 @@
+"""Policy backends by name: `make_backend(cfg, rng)` builds the one the config asks for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from agents.backends.base import MODES, Backend
+from agents.backends.scripted import FixedRate, RewardFollowing
+from envs.errors import InputError
+
+Factory = Callable[[dict, np.random.Generator], Backend]
+
+BACKENDS: dict[str, Factory] = {
+    "fixed": lambda cfg, rng: FixedRate(rng, p_violate=cfg["p_violate"]),
+    "reward_following": lambda cfg, rng: RewardFollowing(
+        rng, p0=cfg["p0"], sensitivity=cfg["sensitivity"], imitation=cfg.get("imitation", 0.0)
+    ),
+}
+
+
+def make_backend(cfg: dict, rng: np.random.Generator) -> Backend:
+    """The backend named by `cfg["name"]`, configured from the rest of `cfg`."""
+    name = cfg.get("name")
+    if name not in BACKENDS:
+        raise InputError(
+            f"backend.name: unknown backend {name!r}; expected one of {', '.join(BACKENDS)}"
+        )
+    return BACKENDS[name](cfg, rng)
+
+
+__all__ = ["BACKENDS", "MODES", "Backend", "make_backend"]

@@ -1,0 +1,67 @@
+"""The on-disk schema of a run's records: one definition shared by writer and readers.
+
+`sim.recorder` writes with these schemas and `analysis` scans with them, so runs
+written by older versions (missing columns) still load: absent columns read as null.
+"""
+
+import polars as pl
+
+DECISIONS = pl.Schema(
+    {
+        "run_id": pl.String,
+        "round": pl.Int32,
+        "agent": pl.Int32,
+        "group": pl.Int32,  # the environment instance the agent plays in (item or game)
+        "paradigm": pl.String,  # "roleplay" | "threshold"
+        "scenario": pl.String,  # scenario id, e.g. "delivery_worker/r1.05"
+        "supervision": pl.String,  # "supervised" | "unsupervised" | "neutral" | null
+        "choice": pl.String,  # the chosen label, null when the answer was invalid
+        "valid": pl.Boolean,
+        "violated": pl.Boolean,  # null when invalid
+        "p_violate": pl.Float64,  # model probability of the violating label, null if unknown
+        "reward": pl.Float64,
+        "capital": pl.Float64,  # cumulative capital after this round
+        "adapter": pl.String,  # adapter version used, null for the base policy
+        "n_neighbors": pl.Int32,
+        "n_violating_neighbors": pl.Int32,  # among neighbours, in the previous round
+        "share_violating_neighbors": pl.Float64,  # null without neighbours or history
+        "mean_payoff_violating_neighbors": pl.Float64,
+        "mean_payoff_complying_neighbors": pl.Float64,
+        "prompt_tokens": pl.Int32,
+        "completion_tokens": pl.Int32,
+        "latency_s": pl.Float64,  # the agent's share of the round's batched call
+        "text": pl.String,  # raw answer text
+    }
+)
+
+ROUNDS = pl.Schema(
+    {
+        "run_id": pl.String,
+        "round": pl.Int32,
+        "n_agents": pl.Int32,
+        "n_valid": pl.Int32,
+        "violation_rate": pl.Float64,  # violations / valid decisions
+        "mean_p_violate": pl.Float64,
+        "mean_reward": pl.Float64,
+        "mean_capital": pl.Float64,
+        "decide_s": pl.Float64,  # wall time of the round's batched policy call
+        "wall_s": pl.Float64,
+    }
+)
+
+UPDATES = pl.Schema(
+    {
+        "run_id": pl.String,
+        "round": pl.Int32,  # the round after which the update ran
+        "owner": pl.String,  # agent id, group name or "population"
+        "version": pl.Int32,
+        "name": pl.String,  # unique adapter name, e.g. "agent-3-v2"
+        "parent": pl.String,  # previous adapter name, null for the first
+        "objective": pl.String,  # "pg" | "dpo" | "sft"
+        "samples": pl.Int32,
+        "loss": pl.Float64,
+        "kl": pl.Float64,
+        "mean_reward": pl.Float64,
+        "wall_s": pl.Float64,
+    }
+)

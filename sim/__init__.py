@@ -1,0 +1,1 @@
+"""The simulator: the mesa.Model round loop, the population graph, records, the Hydra entry."""

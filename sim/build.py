@@ -1,0 +1,92 @@
+"""From a resolved config to the pieces of a run: environment, policy, graph, model.
+
+Every check of a user-supplied value happens here, before anything is written, and
+fails with an InputError naming the config field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from agents.prompts import PEER_VIEWS
+from envs import InputError, RolePlayEnv, ThresholdGameEnv
+from envs.atp import load_ma_templates, load_sa_questions
+from envs.base import Environment
+from envs.catalog import roleplay_items, threshold_games
+from envs.supervision import SupervisionSchedule
+
+SOURCES = ("templates", "atp")
+
+
+def positive_int(value, field: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{field}: {value!r} must be an integer >= {minimum}")
+    return value
+
+
+def check_run(cfg: Mapping) -> None:
+    """The run-level settings a user can get wrong."""
+    positive_int(cfg["run"]["rounds"], "run.rounds")
+    positive_int(cfg["agents"]["memory_window"], "agents.memory_window", minimum=0)
+    positive_int(cfg["agents"]["aggregate_above"], "agents.aggregate_above", minimum=0)
+    view = cfg["agents"]["peer_view"]
+    if view not in PEER_VIEWS:
+        raise InputError(f"agents.peer_view: {view!r}; expected one of {', '.join(PEER_VIEWS)}")
+    if not isinstance(cfg["seed"], int):
+        raise InputError(f"seed: {cfg['seed']!r} must be an integer")
+
+
+def seeds(seed: int) -> dict[str, np.random.Generator]:
+    """Independent RNG streams per component, all derived from the run seed."""
+    env, policy = np.random.SeedSequence(seed).spawn(2)
+    return {"env": np.random.default_rng(env), "policy": np.random.default_rng(policy)}
+
+
+def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> Environment:
+    kind, source = cfg.get("kind"), cfg.get("source", "templates")
+    if source not in SOURCES:
+        raise InputError(f"env.source: {source!r}; expected one of {', '.join(SOURCES)}")
+    if source == "atp" and not cfg.get("atp_file"):
+        raise InputError("env.atp_file: required when env.source=atp (path to an ATP JSON file)")
+    if kind == "roleplay":
+        items = (
+            load_sa_questions(cfg["atp_file"])
+            if source == "atp"
+            else roleplay_items(cfg["professions"], cfg["payoffs"])
+        )
+        schedule = SupervisionSchedule(
+            cfg["schedule"], n_rounds, cfg.get("p_supervised", 0.5), cfg.get("p_neutral", 0.0)
+        )
+        return RolePlayEnv(
+            items,
+            schedule,
+            seed=int(rng.integers(2**63)),
+            replicates=positive_int(cfg.get("replicates", 1), "env.replicates"),
+            neutral_counts_as=cfg.get("neutral_counts_as", "supervised"),
+            invalid_reward=float(cfg.get("invalid_reward", 0.0)),
+        )
+    if kind == "threshold":
+        size = positive_int(cfg["group_size"], "env.group_size", minimum=2)
+        thresholds = [positive_int(k, "env.thresholds") for k in cfg["thresholds"]]
+        reward_sets = list(cfg["rewards"])
+        games = (
+            load_ma_templates(
+                cfg["atp_file"],
+                size,
+                thresholds,
+                reward_sets,
+                cfg["payoff_mode"],
+                cfg.get("violation", "collective"),
+            )
+            if source == "atp"
+            else threshold_games(cfg["games"], size, thresholds, reward_sets)
+        )
+        return ThresholdGameEnv(
+            games,
+            payoff_mode=cfg["payoff_mode"],
+            success_pays=cfg.get("success_pays", "everyone"),
+            start_capital=float(cfg.get("start_capital", 1.0)),
+        )
+    raise InputError(f"env.kind: {kind!r}; expected roleplay or threshold")

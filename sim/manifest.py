@@ -1,0 +1,102 @@
+"""manifest.json: what a run was (resolved config, seed, versions, git sha) and how far it got."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+PACKAGES = ("tiplab", "mesa", "networkx", "hydra-core", "polars", "torch", "transformers", "peft")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_sha() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, object]:
+    """Command-line overrides as {dotted key: scalar}, the swept parameters of a sweep."""
+    parsed = {}
+    for line in overrides:
+        key, _, value = line.partition("=")
+        try:
+            parsed[key.lstrip("+~")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed[key.lstrip("+~")] = value
+    return parsed
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Manifest:
+    """The run's manifest.json, rewritten atomically whenever the run's status changes."""
+
+    def __init__(self, run_dir: Path, data: dict):
+        self.path = Path(run_dir) / "manifest.json"
+        self.data = data
+
+    @classmethod
+    def start(
+        cls,
+        run_dir: Path,
+        run_id: str,
+        seed: int,
+        n_rounds: int,
+        config: dict,
+        overrides: list[str],
+    ) -> Manifest:
+        manifest = cls(
+            run_dir,
+            {
+                "run_id": run_id,
+                "seed": seed,
+                "status": "running",
+                "rounds_completed": 0,
+                "n_rounds": n_rounds,
+                "overrides": parse_overrides(overrides),
+                "config": config,
+                "packages": package_versions(),
+                "git_sha": git_sha(),
+                "started": now(),
+                "finished": None,
+            },
+        )
+        manifest.write()
+        return manifest
+
+    @classmethod
+    def read(cls, run_dir: Path) -> Manifest:
+        path = Path(run_dir) / "manifest.json"
+        return cls(run_dir, json.loads(path.read_text()))
+
+    def update(self, **fields) -> None:
+        self.data.update(fields)
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_name(".manifest.json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str))
+        os.replace(tmp, self.path)

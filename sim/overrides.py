@@ -1,0 +1,81 @@
+"""Check command-line overrides before Hydra runs, so a typo is one line and exit code 2.
+
+Hydra reports an unknown key or config option with several lines and exit code 1;
+here every override (every value of a sweep) is composed once, and the first problem
+becomes an InputError.
+"""
+
+from __future__ import annotations
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from envs.errors import InputError
+
+FLAGS_WITH_VALUE = {
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--info",
+    "-i",
+}
+
+
+def user_overrides(argv: list[str]) -> list[str]:
+    """The `key=value` arguments, without Hydra's flags and `hydra.*` settings."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in FLAGS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-") and "=" in arg and not arg.lstrip("+~").startswith("hydra"):
+            out.append(arg)
+    return out
+
+
+def variants(overrides: list[str]) -> list[list[str]]:
+    """One override list per sweep value, each with the first value of every other sweep."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise InputError(one_line(e)) from None
+    base, sweeps = [], []
+    for o in parsed:
+        key = o.input_line.split("=", 1)[0]
+        if o.is_sweep_override():
+            sweeps.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            base.append(o.input_line)
+    first = [values[0] for values in sweeps]
+    if not sweeps:
+        return [base]
+    return [
+        base + first[:i] + [v] + first[i + 1 :] for i, values in enumerate(sweeps) for v in values
+    ]
+
+
+def one_line(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return " ".join(lines[:3])
+
+
+def check_overrides(config_dir: str, config_name: str, argv: list[str]) -> None:
+    overrides = user_overrides(argv)
+    if not overrides:
+        return
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        for variant in variants(overrides):
+            try:
+                compose(config_name, overrides=variant)
+            except (HydraException, OmegaConfBaseException) as e:
+                raise InputError(f"config: {one_line(e)}") from None
+    GlobalHydra.instance().clear()

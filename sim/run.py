@@ -1,0 +1,111 @@
+"""The Hydra entry point: `python -m sim.run [overrides]` plays one experiment and records it.
+
+User mistakes (unknown config keys, bad values, bad data files) end with one line on
+stderr and exit code 2; a run directory is either complete, marked failed, or removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import hydra
+import polars as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from agents.backends import make_backend
+from envs.errors import InputError
+from sim.build import build_environment, check_run, seeds
+from sim.graph import population_graph
+from sim.manifest import Manifest, now
+from sim.model import TippingModel
+from sim.overrides import check_overrides
+from sim.recorder import Recorder
+
+CONF = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.DataFrame:
+    """Play cfg's experiment into run_dir; returns the per-round summary."""
+    check_run(cfg)
+    rounds, seed = cfg["run"]["rounds"], cfg["seed"]
+    rng = seeds(seed)
+    env = build_environment(cfg["env"], rounds, rng["env"])
+    graph = population_graph(cfg["graph"], env.group)
+    backend = make_backend(cfg["backend"], rng["policy"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_id = f"{run_dir.name}-{uuid.uuid5(uuid.NAMESPACE_URL, str(run_dir.resolve())).hex[:8]}"
+    manifest = Manifest.start(run_dir, run_id, seed, rounds, cfg, list(overrides))
+    recorder = Recorder(run_dir, run_id)
+    model = TippingModel(
+        env,
+        backend,
+        graph,
+        recorder,
+        seed=seed,
+        mode=cfg["decide"]["mode"],
+        memory_window=cfg["agents"]["memory_window"],
+        peer_view=cfg["agents"]["peer_view"],
+        aggregate_above=cfg["agents"]["aggregate_above"],
+    )
+    try:
+        bar = tqdm(range(rounds), desc="rounds", unit="round", disable=not cfg["run"]["progress"])
+        for t in bar:
+            model.step()
+            manifest.update(rounds_completed=t + 1)
+            bar.set_postfix(violation=f"{recorder.rounds['violation_rate'][-1] or 0:.2f}")
+    except BaseException:
+        manifest.update(status="failed")
+        raise
+    finally:
+        backend.close()
+    manifest.update(status="complete", finished=now())
+    return recorder.rounds
+
+
+def print_summary(rounds: pl.DataFrame, run_dir: Path) -> None:
+    table = rounds.select(
+        "round", "n_agents", "n_valid", "violation_rate", "mean_p_violate", "mean_reward"
+    )
+    with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, float_precision=3):
+        print(table)
+    print(f"records: {run_dir}")
+
+
+def fail(message: str, run_dir: Path | None) -> None:
+    """One line, exit 2; a run directory with no recorded round is removed."""
+    if run_dir is not None and not (run_dir / "decisions.parquet").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif run_dir is not None and (run_dir / "manifest.json").exists():
+        Manifest.read(run_dir).update(status="failed", error=message)
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(config_path=CONF, config_name="config", version_base="1.3")
+def app(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        rounds = run_experiment(plain, run_dir, list(hydra_cfg.overrides.task))
+    except InputError as e:
+        fail(str(e), run_dir)
+    print_summary(rounds, run_dir)
+    return rounds["violation_rate"][-1]
+
+
+def main() -> None:
+    try:
+        check_overrides(CONF, "config", sys.argv[1:])
+    except InputError as e:
+        fail(str(e), None)
+    app()
+
+
+if __name__ == "__main__":
+    main()
