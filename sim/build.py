@@ -38,6 +38,12 @@ def check_run(cfg: Mapping) -> None:
         raise InputError(f"seed: {cfg['seed']!r} must be an integer")
 
 
+def check_config(cfg: Mapping) -> None:
+    """Every cheap check of a composed config: run settings and the environment."""
+    check_run(cfg)
+    build_environment(cfg["env"], cfg["run"]["rounds"], seeds(cfg["seed"])["env"])
+
+
 def seeds(seed: int) -> dict[str, np.random.Generator]:
     """Independent RNG streams per component, all derived from the run seed."""
     env, policy = np.random.SeedSequence(seed).spawn(2)

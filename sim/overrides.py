@@ -1,8 +1,8 @@
 """Check command-line overrides before Hydra runs, so a typo is one line and exit code 2.
 
 Hydra reports an unknown key or config option with several lines and exit code 1;
-here every override (every value of a sweep) is composed once, and the first problem
-becomes an InputError.
+here every override (every value of a sweep) is composed and checked once, before any
+job starts, and the first problem becomes an InputError.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from envs.errors import InputError
+from sim.build import check_config
 
 FLAGS_WITH_VALUE = {
     "--config-path",
@@ -75,7 +77,8 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str]) -> None:
     with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
         for variant in variants(overrides):
             try:
-                compose(config_name, overrides=variant)
+                cfg = OmegaConf.to_container(compose(config_name, overrides=variant), resolve=True)
             except (HydraException, OmegaConfBaseException) as e:
                 raise InputError(f"config: {one_line(e)}") from None
+            check_config(cfg)
     GlobalHydra.instance().clear()
