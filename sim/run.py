@@ -2,6 +2,8 @@
 
 User mistakes (unknown config keys, bad values, bad data files) end with one line on
 stderr and exit code 2; a run directory is either complete, marked failed, or removed.
+A run directory that already holds a run is continued from its last checkpoint, or
+skipped if complete; `resume=PATH` re-runs a run (or a sweep) in its own directory.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from pathlib import Path
 
 import hydra
 import polars as pl
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agents.backends import make_backend
 from envs.errors import InputError
+from sim import checkpoint
 from sim.build import build_environment, check_run, seeds
 from sim.graph import population_graph
 from sim.manifest import Manifest, now
@@ -27,19 +31,48 @@ from sim.overrides import check_overrides
 from sim.recorder import Recorder
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
+# Settings that change how a run is shown, not what it records.
+PRESENTATION = ("progress", "report")
+
+
+def outcome_config(cfg: dict) -> dict:
+    run = {k: v for k, v in cfg["run"].items() if k not in PRESENTATION}
+    return {**{k: v for k, v in cfg.items() if k != "resume"}, "run": run}
+
+
+def previous_run(run_dir: Path, cfg: dict) -> Manifest | None:
+    """The manifest of a run already in run_dir, if it is the same experiment."""
+    if not (run_dir / "manifest.json").exists():
+        return None
+    manifest = Manifest.read(run_dir)
+    if outcome_config(manifest.data["config"]) != outcome_config(cfg):
+        raise InputError(
+            f"{run_dir}: holds a run with a different config; choose another hydra.run.dir"
+        )
+    return manifest
 
 
 def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.DataFrame:
-    """Play cfg's experiment into run_dir; returns the per-round summary."""
+    """Play cfg's experiment into run_dir (continuing a run left there); returns the rounds."""
     check_run(cfg)
     rounds, seed = cfg["run"]["rounds"], cfg["seed"]
+    previous = previous_run(run_dir, cfg)
+    if previous is not None and previous.data["status"] == "complete":
+        print(f"already complete, nothing to do: {run_dir}", file=sys.stderr)
+        return pl.read_parquet(run_dir / "rounds.parquet")
     rng = seeds(seed)
     env = build_environment(cfg["env"], rounds, rng["env"])
     graph = population_graph(cfg["graph"], env.group)
     backend = make_backend(cfg["backend"], rng["policy"])
     run_dir.mkdir(parents=True, exist_ok=True)
+    state = checkpoint.load(run_dir) if previous is not None else None
+    checkpoint.rewind_records(run_dir, state["round"] if state else 0)
     run_id = f"{run_dir.name}-{uuid.uuid5(uuid.NAMESPACE_URL, str(run_dir.resolve())).hex[:8]}"
-    manifest = Manifest.start(run_dir, run_id, seed, rounds, cfg, list(overrides))
+    if state is None:
+        manifest = Manifest.start(run_dir, run_id, seed, rounds, cfg, list(overrides))
+    else:
+        manifest = previous
+        manifest.update(status="running", rounds_completed=state["round"])
     recorder = Recorder(run_dir, run_id)
     model = TippingModel(
         env,
@@ -52,10 +85,21 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
         peer_view=cfg["agents"]["peer_view"],
         aggregate_above=cfg["agents"]["aggregate_above"],
     )
+    if state is not None:
+        checkpoint.load_model_state(model, state)
     try:
-        bar = tqdm(range(rounds), desc="rounds", unit="round", disable=not cfg["run"]["progress"])
+        bar = tqdm(
+            range(model.round, rounds),
+            desc="rounds",
+            unit="round",
+            initial=model.round,
+            total=rounds,
+            disable=not cfg["run"]["progress"],
+        )
         for t in bar:
             model.step()
+            if cfg["run"]["checkpoint"]:
+                checkpoint.save(model, run_dir)
             manifest.update(rounds_completed=t + 1)
             bar.set_postfix(violation=f"{recorder.rounds['violation_rate'][-1] or 0:.2f}")
     except BaseException:
@@ -99,8 +143,31 @@ def app(cfg: DictConfig) -> float | None:
     return rounds["violation_rate"][-1]
 
 
+def resume_argv(argv: list[str]) -> list[str]:
+    """`resume=PATH` becomes the overrides PATH was run with, in PATH again.
+
+    PATH is a run directory (Hydra saved its overrides in .hydra/overrides.yaml) or a
+    sweep directory (multirun.yaml); finished runs are skipped, the others continue.
+    """
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
+    if not paths:
+        return argv
+    path = Path(paths[-1])
+    rest = [a for a in argv if not a.startswith("resume=")]
+    if (path / "multirun.yaml").is_file():
+        saved = yaml.safe_load((path / "multirun.yaml").read_text())["hydra"]["overrides"]["task"]
+        return ["-m", *saved, *rest, f"hydra.sweep.dir={path}"]
+    if (path / ".hydra" / "overrides.yaml").is_file():
+        saved = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text())
+        return [*saved, *rest, f"hydra.run.dir={path}"]
+    raise InputError(
+        f"resume: {path} holds no run (.hydra/overrides.yaml) or sweep (multirun.yaml)"
+    )
+
+
 def main() -> None:
     try:
+        sys.argv[1:] = resume_argv(sys.argv[1:])
         check_overrides(CONF, "config", sys.argv[1:])
     except InputError as e:
         fail(str(e), None)
