@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-
+MISSING = object()
 PACKAGES = ("tiplab", "mesa", "networkx", "hydra-core", "polars", "torch", "transformers", "peft")
 
 
@@ -35,15 +34,20 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
-def parse_overrides(overrides: list[str]) -> dict[str, object]:
-    """Command-line overrides as {dotted key: scalar}, the swept parameters of a sweep."""
+def parse_overrides(overrides: list[str], config: dict) -> dict[str, object]:
+    """Command-line overrides as {dotted key: value}, the swept parameters of a sweep.
+
+    A key of the config takes its resolved value (so `env.rewards=[{high: 1.5, ...}]`
+    is recorded as data); a group choice such as `experiment=atp_ma` keeps its name.
+    """
     parsed = {}
     for line in overrides:
-        key, _, value = line.partition("=")
-        try:
-            parsed[key.lstrip("+~")] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            parsed[key.lstrip("+~")] = value
+        key, _, raw = line.partition("=")
+        key = key.lstrip("+~")
+        node = config
+        for part in key.split("."):
+            node = node.get(part, MISSING) if isinstance(node, dict) else MISSING
+        parsed[key] = raw if node is MISSING or isinstance(node, dict) else node
     return parsed
 
 
@@ -76,7 +80,7 @@ class Manifest:
                 "status": "running",
                 "rounds_completed": 0,
                 "n_rounds": n_rounds,
-                "overrides": parse_overrides(overrides),
+                "overrides": parse_overrides(overrides, config),
                 "config": config,
                 "packages": package_versions(),
                 "git_sha": git_sha(),

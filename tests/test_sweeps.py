@@ -1,0 +1,62 @@
+"""Sweeps: Hydra multirun in parallel (joblib) and through submitit, rerun without work."""
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from tests.test_foundation_cli import sim_run
+
+ARGS = [
+    "experiment=atp_ma",
+    "backend=reward_following",
+    "run.progress=false",
+    "run.report=false",
+    "env.games=[price_ring,bid_rigging]",
+]
+
+
+def runs(sweep: Path) -> dict[str, dict]:
+    return {m.parent.name: json.loads(m.read_text()) for m in sweep.glob("*/manifest.json")}
+
+
+def mtimes(sweep: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in sweep.glob("*/decisions.parquet/*.parquet")}
+
+
+def test_joblib_multirun_writes_one_run_per_job_and_reruns_do_nothing(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = sim_run(
+        "-m",
+        "hydra/launcher=laptop",
+        *ARGS,
+        "seed=0,1",
+        "env.thresholds=[2],[6]",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert out.returncode == 0, out.stderr
+    found = runs(sweep)
+    assert sorted(found) == ["0", "1", "2", "3"]
+    assert {
+        (m["overrides"]["seed"], m["overrides"]["env.thresholds"][0]) for m in found.values()
+    } == {(0, 2), (0, 6), (1, 2), (1, 6)}
+    assert all(m["status"] == "complete" for m in found.values())
+    frames = [pl.read_parquet(sweep / name / "decisions.parquet") for name in found]
+    assert len({f["run_id"][0] for f in frames}) == 4
+
+    before = mtimes(sweep)
+    again = sim_run(f"resume={sweep}")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("already complete") == 4
+    assert mtimes(sweep) == before
+
+
+def test_submitit_local_runs_a_two_job_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = sim_run(
+        "-m", "hydra/launcher=submitit_local", *ARGS, "seed=0,1", f"hydra.sweep.dir={sweep}"
+    )
+    assert out.returncode == 0, out.stderr
+    found = runs(sweep)
+    assert sorted(found) == ["0", "1"]
+    assert all(m["status"] == "complete" and m["rounds_completed"] == 3 for m in found.values())
