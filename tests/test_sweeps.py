@@ -44,6 +44,15 @@ def test_joblib_multirun_writes_one_run_per_job_and_reruns_do_nothing(tmp_path):
     frames = [pl.read_parquet(sweep / name / "decisions.parquet") for name in found]
     assert len({f["run_id"][0] for f in frames}) == 4
 
+    summary = pl.read_parquet(sweep / "summary.parquet").sort("run_dir")
+    assert summary["run_dir"].to_list() == ["0", "1", "2", "3"]
+    assert {"env.thresholds", "seed", "final_violation_rate", "tipping_round"} <= set(
+        summary.columns
+    )
+    last = frames[0].filter(pl.col("round") == 2)["violated"].mean()
+    assert summary["final_violation_rate"][0] == last
+    assert f"sweep: {sweep} (4 runs)" in out.stdout
+
     before = mtimes(sweep)
     again = sim_run(f"resume={sweep}")
     assert again.returncode == 0, again.stderr
