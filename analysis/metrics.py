@@ -594,7 +594,9 @@ def exposure_response(
             n_switched=pl.col("violated_next").cast(pl.Int64).sum(),
         )
         .with_columns(
-            switch_prob=phat, ci_low=(center - half).clip(0, 1), ci_high=(center + half).clip(0, 1)
+            switch_prob=phat,
+            ci_low=pl.min_horizontal(center - half, phat).clip(0, 1),
+            ci_high=pl.max_horizontal(center + half, phat).clip(0, 1),
         )
         .sort(*keys, "exposure")
         .collect()

@@ -265,7 +265,7 @@ def plot_exposure_response(
         y = rows.get_column("switch_prob").to_numpy()
         err = np.vstack(
             [y - rows.get_column("ci_low").to_numpy(), rows.get_column("ci_high").to_numpy() - y]
-        )
+        ).clip(0, None)
         ax.errorbar(
             x,
             y,
@@ -282,7 +282,7 @@ def plot_exposure_response(
                 f"n={n}",
                 (xi, yi),
                 textcoords="offset points",
-                xytext=(5, -10),
+                xytext=(5, 6),
                 fontsize=7,
                 color="0.35",
             )

@@ -322,7 +322,9 @@ def test_exposure_response_by_hand():
     # Wilson interval for 1/1: low = 1 / (1 + z^2), high = 1
     assert out.item(1, "ci_low") == pytest.approx(1 / (1 + Z95**2))
     assert out.item(1, "ci_high") == pytest.approx(1.0)
-    assert out.item(0, "ci_low") == pytest.approx(0.0)
+    assert out.item(0, "ci_low") == 0.0  # 0/1: the interval starts at 0, never above
+    assert (out["ci_low"] <= out["switch_prob"]).all()
+    assert (out["switch_prob"] <= out["ci_high"]).all()
 
 
 def test_exposure_response_without_neighbours_is_empty():

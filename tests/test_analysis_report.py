@@ -48,7 +48,9 @@ def test_run_report_has_page_summary_figures_and_tables(tmp_path):
 
 
 def test_sweep_report_has_phase_diagram_and_runs_table(tmp_path):
-    out = write_report(make_sweep(tmp_path / "sweep"))
+    sweep = make_sweep(tmp_path / "sweep")
+    with _no_warnings():
+        out = write_report(sweep)
     assert (out / "phase_diagram.png").is_file()
     runs = pl.read_csv(out / "tables" / "runs.csv")
     assert runs.height == 12
