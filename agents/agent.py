@@ -1,26 +1,29 @@
-"""The agent: a mesa.Agent that observes its situation and remembers what it earned."""
+"""The agent: a Mesa agent on a network cell that observes its situation and remembers."""
 
 from __future__ import annotations
 
 from collections import deque
 
-import mesa
+from mesa.discrete_space import FixedAgent
 
 from agents.decision import Decision, DecisionRequest, Experience, PeerAction
 from agents.prompts import chat_messages, peer_view
 from envs.base import Outcome, Scenario
 
 
-class TipAgent(mesa.Agent):
-    """One deployed LLM agent bound to an environment slot.
+class TipAgent(FixedAgent):
+    """One deployed LLM agent bound to an environment slot, fixed to a node of the graph.
 
     The round is two-phase so that the whole population decides in one batch:
     `observe` builds the request, the model sends all requests at once, `act` stores the
     decision and its outcome, and `remember` (after every agent has acted) writes the
     round into memory together with what the neighbours did.
+
+    Chat messages and the peer view are text for LLM policies only: when the model's
+    policy does not read messages (`model.needs_messages` is false) they are not built.
     """
 
-    def __init__(self, model: mesa.Model, index: int, scenario: Scenario, memory_window: int):
+    def __init__(self, model, index: int, scenario: Scenario, memory_window: int):
         super().__init__(model)
         self.index = index
         self.scenario = scenario
@@ -35,15 +38,21 @@ class TipAgent(mesa.Agent):
         return tuple(self.memory) if self.memory_window else ()
 
     def peers(self) -> tuple[PeerAction, ...]:
-        return tuple(n.action for n in self.neighbors if n.action is not None)
+        """The neighbours' last round (those that have played one)."""
+        return tuple(a for a in (n.action for n in self.neighbors) if a is not None)
 
     def observe(self) -> DecisionRequest:
         turn = self.model.turns[self.index]
         history = self.history()
+        messages = (
+            chat_messages(self.scenario.system_prompt, history, turn.prompt)
+            if self.model.needs_messages
+            else []
+        )
         return DecisionRequest(
             agent_id=self.index,
             adapter=self.adapter,
-            messages=chat_messages(self.scenario.system_prompt, history, turn.prompt),
+            messages=messages,
             choices=self.scenario.choices,
             history=history,
             peers=self.peers(),
@@ -61,16 +70,19 @@ class TipAgent(mesa.Agent):
 
     def remember(self) -> None:
         prompt, decision, outcome = self.pending
-        seen = peer_view(self.peers(), self.model.peer_view, self.model.aggregate_above)
+        feedback = outcome.feedback
+        if self.model.needs_messages:
+            seen = peer_view(self.peers(), self.model.peer_view, self.model.aggregate_above)
+            feedback = f"{feedback}\n{seen}" if seen else feedback
         self.memory.append(
             Experience(
                 round=self.model.round,
                 prompt=prompt,
                 answer=decision.text,
                 choice=decision.choice,
-                violated=self.scenario.choices.is_violation(decision.choice),
+                violated=self.action.violated,
                 reward=outcome.reward,
-                feedback=f"{outcome.feedback}\n{seen}" if seen else outcome.feedback,
+                feedback=feedback,
                 p_violate=decision.p_violate,
             )
         )

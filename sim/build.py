@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import networkx as nx
 import numpy as np
 
 from agents.prompts import PEER_VIEWS
@@ -16,6 +17,7 @@ from envs.atp import load_ma_templates, load_sa_questions
 from envs.base import Environment
 from envs.catalog import roleplay_items, threshold_games
 from envs.supervision import SupervisionSchedule
+from sim.graph import initial_deviants, population_graph
 
 SOURCES = ("templates", "atp")
 
@@ -39,15 +41,30 @@ def check_run(cfg: Mapping) -> None:
 
 
 def check_config(cfg: Mapping) -> None:
-    """Every cheap check of a composed config: run settings and the environment."""
+    """Every check of a composed config: run settings, environment, graph, deviants."""
     check_run(cfg)
-    build_environment(cfg["env"], cfg["run"]["rounds"], seeds(cfg["seed"])["env"])
+    rng = seeds(cfg["seed"])
+    env = build_environment(cfg["env"], cfg["run"]["rounds"], rng["env"])
+    population(cfg, env, rng)
 
 
 def seeds(seed: int) -> dict[str, np.random.Generator]:
-    """Independent RNG streams per component, all derived from the run seed."""
-    env, policy = np.random.SeedSequence(seed).spawn(2)
-    return {"env": np.random.default_rng(env), "policy": np.random.default_rng(policy)}
+    """Independent RNG streams per component, all derived from the run seed.
+
+    Spawned children depend only on their index, so adding a stream at the end leaves
+    the earlier streams (and the records of earlier versions) unchanged.
+    """
+    streams = np.random.SeedSequence(seed).spawn(4)
+    names = ("env", "policy", "graph", "deviants")
+    return {name: np.random.default_rng(s) for name, s in zip(names, streams, strict=True)}
+
+
+def population(
+    cfg: Mapping, env: Environment, rng: Mapping[str, np.random.Generator]
+) -> tuple[nx.Graph, list[int]]:
+    """The population graph over env's agents and the agents planted as deviants."""
+    graph = population_graph(cfg["graph"], env.group, rng["graph"])
+    return graph, initial_deviants(cfg["deviants"], graph, env.n_agents, rng["deviants"])
 
 
 def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> Environment:
@@ -94,5 +111,6 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
             payoff_mode=cfg["payoff_mode"],
             success_pays=cfg.get("success_pays", "everyone"),
             start_capital=float(cfg.get("start_capital", 1.0)),
+            scope=cfg.get("scope", "global"),
         )
     raise InputError(f"env.kind: {kind!r}; expected roleplay or threshold")

@@ -1,32 +1,308 @@
-"""Who sees whom: the population graph over agent slots, built with networkx."""
+"""Who sees whom: the population graph over agent slots, built with networkx.
+
+Agent i sits on node i. A graph read from a file may have more nodes than its agents;
+the extra nodes stay empty and are numbered after the agents. Every random topology is
+drawn from the `graph` stream of the run seed, so the same seed gives the same graph.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import chain
+from pathlib import Path
 
 import networkx as nx
+import numpy as np
 
 from envs.errors import InputError
 
-KINDS = ("complete",)
+SCOPES = ("within_groups", "population")
+FILE_FORMATS = ("edgelist", "graphml")
+PLACEMENTS = ("random", "highest_degree", "lowest_degree", "community")
+
+UnitGraph = Callable[[int, int], nx.Graph]  # (number of agents, seed) -> graph on 0..n-1
 
 
-def population_graph(cfg: dict, group: Sequence[int]) -> nx.Graph:
-    """The graph on agents 0..n-1 whose edges say who sees whom.
+def population_graph(cfg: Mapping, group: Sequence[int], rng: np.random.Generator) -> nx.Graph:
+    """The graph on agents 0..n-1 (plus a file graph's empty nodes): who sees whom.
 
-    `complete`: every agent sees every other member of its environment group (ATP): the
-    players of one threshold game see each other; a role-play agent sees no one.
+    scope=within_groups builds one graph of the configured kind per environment group:
+    with kind=complete the players of a threshold game see each other (ATP) and a
+    role-play agent, alone in its group, sees no one. scope=population builds one graph
+    over all agents. A group of one agent is a single node whatever the kind.
+    `connected: true` rejects a graph with more than one component per group.
+    Nodes carry a `community` attribute when the kind defines communities.
     """
+    scope = cfg.get("scope", "within_groups")
+    if scope not in SCOPES:
+        raise InputError(f"graph.scope: {scope!r}; expected one of {', '.join(SCOPES)}")
+    build = unit_graph(cfg)
+    units = _units(group) if scope == "within_groups" else [list(range(len(group)))]
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(group)))
+    communities = 0
+    for members in units:
+        unit = build(len(members), int(rng.integers(2**32))) if len(members) > 1 else _single()
+        if cfg.get("connected", False) and not nx.is_connected(unit):
+            raise InputError(
+                f"graph.connected: the {cfg['kind']} graph over {len(members)} agents has "
+                f"{nx.number_connected_components(unit)} components; set graph.connected=false "
+                "to allow it, or choose denser parameters"
+            )
+        node = _placement(list(unit.nodes), members, graph.number_of_nodes())
+        graph.add_nodes_from(node[v] for v in unit.nodes)
+        graph.add_edges_from((node[u], node[v]) for u, v in unit.edges if u != v)
+        labels = {v: c for v, c in unit.nodes(data="community") if c is not None}
+        ids = {c: communities + i for i, c in enumerate(dict.fromkeys(labels.values()))}
+        nx.set_node_attributes(graph, {node[v]: ids[c] for v, c in labels.items()}, "community")
+        communities += len(ids)
+    return graph
+
+
+def _units(group: Sequence[int]) -> list[list[int]]:
+    members: dict[int, list[int]] = {}
+    for agent, g in enumerate(group):
+        members.setdefault(g, []).append(agent)
+    return list(members.values())
+
+
+def _single() -> nx.Graph:
+    graph = nx.Graph()
+    graph.add_node(0)
+    return graph
+
+
+def _placement(nodes: list, members: list[int], first_free: int) -> dict:
+    """Unit node -> population node: the first len(members) nodes hold the agents."""
+    extra = range(first_free, first_free + len(nodes) - len(members))
+    return dict(zip(nodes, [*members, *extra], strict=True))
+
+
+def unit_graph(cfg: Mapping) -> UnitGraph:
+    """The builder of one unit's graph for cfg's kind, its parameters checked once."""
     kind = cfg.get("kind")
     if kind not in KINDS:
         raise InputError(
             f"graph.kind: unknown topology {kind!r}; expected one of {', '.join(KINDS)}"
         )
-    graph = nx.Graph()
-    graph.add_nodes_from(range(len(group)))
-    members: dict[int, list[int]] = {}
-    for agent, g in enumerate(group):
-        members.setdefault(g, []).append(agent)
-    for agents in members.values():
-        graph.add_edges_from(nx.complete_graph(agents).edges)
-    return graph
+    return KINDS[kind](cfg)
+
+
+def _number(cfg: Mapping, key: str, low: float, high: float = float("inf"), integer=False):
+    value = cfg.get(key)
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        raise InputError(f"graph.{key}: {value!r} must be {kind} between {low:g} and {high:g}")
+    return value
+
+
+def _fits(value: float, n: int, key: str, limit: int) -> None:
+    if value > limit:
+        raise InputError(f"graph.{key}: {value:g} is too large for a group of {n} agents")
+
+
+def _complete(cfg: Mapping) -> UnitGraph:
+    return lambda n, seed: nx.complete_graph(n)
+
+
+def _lattice_degree(cfg: Mapping) -> int:
+    k = _number(cfg, "k", 2, integer=True)
+    if k % 2:
+        raise InputError(f"graph.k: {k} must be even (k/2 neighbours on each side of the ring)")
+    return k
+
+
+def _ring(cfg: Mapping) -> UnitGraph:
+    k = _lattice_degree(cfg)
+
+    def build(n: int, seed: int) -> nx.Graph:
+        _fits(k, n, "k", n - 1)
+        return nx.watts_strogatz_graph(n, k, 0.0, seed=seed)
+
+    return build
+
+
+def _small_world(cfg: Mapping) -> UnitGraph:
+    k, p = _lattice_degree(cfg), _number(cfg, "p", 0.0, 1.0)
+
+    def build(n: int, seed: int) -> nx.Graph:
+        _fits(k, n, "k", n - 1)
+        return nx.watts_strogatz_graph(n, k, p, seed=seed)
+
+    return build
+
+
+def _scale_free(cfg: Mapping) -> UnitGraph:
+    m = _number(cfg, "m", 1, integer=True)
+
+    def build(n: int, seed: int) -> nx.Graph:
+        _fits(m, n, "m", n - 1)
+        return nx.barabasi_albert_graph(n, m, seed=seed)
+
+    return build
+
+
+def _erdos_renyi(cfg: Mapping) -> UnitGraph:
+    z = _number(cfg, "mean_degree", 0.0)
+
+    def build(n: int, seed: int) -> nx.Graph:
+        _fits(z, n, "mean_degree", n - 1)
+        return nx.fast_gnp_random_graph(n, z / (n - 1), seed=seed)
+
+    return build
+
+
+def _stochastic_block(cfg: Mapping) -> UnitGraph:
+    """Equal-sized communities; degree_in/degree_out are expected neighbours inside/outside."""
+    c = _number(cfg, "communities", 1, integer=True)
+    d_in, d_out = _number(cfg, "degree_in", 0.0), _number(cfg, "degree_out", 0.0)
+
+    def build(n: int, seed: int) -> nx.Graph:
+        _fits(c, n, "communities", n)
+        sizes = [n // c + (i < n % c) for i in range(c)]
+        p_in = min(1.0, d_in / max(min(sizes) - 1, 1))
+        p_out = min(1.0, d_out / max(n - max(sizes), 1)) if c > 1 else 0.0
+        probs = [[p_in if a == b else p_out for b in range(c)] for a in range(c)]
+        graph = nx.stochastic_block_model(sizes, probs, seed=seed)
+        nx.set_node_attributes(graph, dict(graph.nodes(data="block")), "community")
+        return graph
+
+    return build
+
+
+def _from_file(cfg: Mapping) -> UnitGraph:
+    """The file's graph, the same for every unit; agents take its nodes in file order."""
+    template = read_graph_file(cfg.get("path"), cfg.get("format", "auto"))
+
+    def build(n: int, seed: int) -> nx.Graph:
+        if template.number_of_nodes() < n:
+            raise InputError(
+                f"graph.path: {cfg['path']} has {template.number_of_nodes()} nodes "
+                f"for {n} agents; every agent needs a node"
+            )
+        return template
+
+    return build
+
+
+def read_graph_file(path: str | None, fmt: str = "auto") -> nx.Graph:
+    """An undirected simple graph from an edge list or GraphML file, nodes in file order."""
+    if not path:
+        raise InputError("graph.path: required with graph.kind=file (an edge list or GraphML)")
+    file = Path(path)
+    if fmt == "auto":
+        fmt = "graphml" if file.suffix.lower() in (".graphml", ".xml") else "edgelist"
+    if fmt not in FILE_FORMATS:
+        raise InputError(f"graph.format: {fmt!r}; expected auto or one of {FILE_FORMATS}")
+    if not file.is_file():
+        raise InputError(f"graph.path: {path}: no such file")
+    try:
+        graph = nx.read_graphml(file) if fmt == "graphml" else nx.read_edgelist(file, data=False)
+    except Exception as e:  # networkx and the XML parser raise many types
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"graph.path: {path}: not a valid {fmt} file ({first})") from None
+    if graph.number_of_nodes() == 0:
+        raise InputError(f"graph.path: {path}: the {fmt} file holds no nodes")
+    simple = nx.Graph(graph.to_undirected() if graph.is_directed() else graph)
+    simple.remove_edges_from(nx.selfloop_edges(simple))
+    return simple
+
+
+KINDS: dict[str, Callable[[Mapping], UnitGraph]] = {
+    "complete": _complete,
+    "ring": _ring,
+    "small_world": _small_world,
+    "scale_free": _scale_free,
+    "erdos_renyi": _erdos_renyi,
+    "stochastic_block": _stochastic_block,
+    "file": _from_file,
+}
+
+
+@dataclass(frozen=True)
+class Neighbors:
+    """Every agent's neighbours as index arrays: agent i's are indices[indptr[i]:indptr[i+1]].
+
+    Sums over all neighbourhoods at once (exposure, neighbourhood games) then take one
+    numpy call instead of a Python loop per agent, which matters at 100,000 agents.
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+
+    @classmethod
+    def from_lists(cls, lists: Sequence[Sequence[int]]) -> Neighbors:
+        degree = np.fromiter(map(len, lists), np.int64, len(lists))
+        indptr = np.concatenate([[0], np.cumsum(degree)])
+        return cls(indptr, np.fromiter(chain.from_iterable(lists), np.int64, int(indptr[-1])))
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def degree(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """The agent each entry of `indices` belongs to."""
+        return np.repeat(np.arange(len(self)), self.degree)
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """Per agent, the sum of `values` (one per agent) over its neighbours."""
+        return np.bincount(self.rows, weights=values[self.indices], minlength=len(self))
+
+
+def initial_deviants(
+    cfg: Mapping, graph: nx.Graph, n_agents: int, rng: np.random.Generator
+) -> list[int]:
+    """The agents planted as violators: `count` of them, placed by `where`.
+
+    random: anywhere; highest_degree / lowest_degree: by number of agent neighbours, ties
+    broken at random; community: at random within one community, the `community`-th
+    largest (stochastic-block communities, else Louvain communities of the graph).
+    """
+    count, where = cfg.get("count", 0), cfg.get("where", "random")
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= n_agents:
+        raise InputError(f"deviants.count: {count!r} must be an integer between 0 and {n_agents}")
+    if where not in PLACEMENTS:
+        raise InputError(f"deviants.where: {where!r}; expected one of {', '.join(PLACEMENTS)}")
+    if count == 0:
+        return []
+    agents = graph.subgraph(range(n_agents))
+    if where == "random":
+        chosen = rng.choice(n_agents, count, replace=False)
+    elif where == "community":
+        pool = _community(cfg.get("community", 0), agents, rng)
+        if count > len(pool):
+            raise InputError(
+                f"deviants.count: {count} deviants do not fit in community "
+                f"{cfg.get('community', 0)} of {len(pool)} agents"
+            )
+        chosen = rng.choice(pool, count, replace=False)
+    else:
+        degree = np.array([agents.degree(i) for i in range(n_agents)])
+        key = -degree if where == "highest_degree" else degree
+        chosen = np.lexsort((rng.random(n_agents), key))[:count]
+    return sorted(int(i) for i in chosen)
+
+
+def _community(index: int, agents: nx.Graph, rng: np.random.Generator) -> list[int]:
+    labels = dict(agents.nodes(data="community"))
+    if all(c is not None for c in labels.values()):
+        by_label: dict[int, list[int]] = {}
+        for node, c in labels.items():
+            by_label.setdefault(c, []).append(node)
+        found = list(by_label.values())
+    else:
+        found = nx.community.louvain_communities(agents, seed=int(rng.integers(2**32)))
+    ranked = sorted((sorted(c) for c in found), key=lambda c: (-len(c), c[0]))
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(ranked):
+        raise InputError(
+            f"deviants.community: {index!r}; the graph has {len(ranked)} communities "
+            f"(0 = the largest)"
+        )
+    return ranked[index]

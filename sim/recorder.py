@@ -7,15 +7,16 @@ completed round readable and never a half-written Parquet file.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from agents.decision import Decision, DecisionRequest
+from agents.decision import Decision, DecisionRequest, PeerAction
 from analysis.schema import DECISIONS, ROUNDS, UPDATES
 from envs.base import Environment, Outcome
+from sim.graph import Neighbors
 
 
 def write_atomic(frame: pl.DataFrame, path: Path) -> None:
@@ -24,16 +25,29 @@ def write_atomic(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def exposure(request: DecisionRequest) -> dict:
-    """How many neighbours violated last round, and what violating and complying paid them."""
-    peers = [p for p in request.peers if p.violated is not None]
-    violating = [p.reward for p in peers if p.violated]
-    complying = [p.reward for p in peers if not p.violated]
+def exposure(neighbors: Neighbors, actions: Sequence[PeerAction | None]) -> dict[str, pl.Series]:
+    """Per agent, what its neighbours did in their last round, as the decision columns.
+
+    n_violating_neighbors is null while no neighbour has played; the share counts only
+    neighbours with a valid choice (null without one); each mean payoff is null without
+    a neighbour of that kind. One vectorised pass over the neighbour arrays.
+    """
+    n = len(actions)
+    played = np.fromiter((a is not None for a in actions), float, n)
+    violated = np.fromiter((a is not None and a.violated is True for a in actions), float, n)
+    complied = np.fromiter((a is not None and a.violated is False for a in actions), float, n)
+    reward = np.fromiter((0.0 if a is None else a.reward for a in actions), float, n)
+    seen, n_violating, n_complying = (neighbors.sums(x) for x in (played, violated, complied))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        columns = {
+            "n_violating_neighbors": np.where(seen > 0, n_violating, np.nan),
+            "share_violating_neighbors": n_violating / (n_violating + n_complying),
+            "mean_payoff_violating_neighbors": neighbors.sums(reward * violated) / n_violating,
+            "mean_payoff_complying_neighbors": neighbors.sums(reward * complied) / n_complying,
+        }
     return {
-        "n_violating_neighbors": len(violating),
-        "share_violating_neighbors": len(violating) / len(peers) if peers else None,
-        "mean_payoff_violating_neighbors": float(np.mean(violating)) if violating else None,
-        "mean_payoff_complying_neighbors": float(np.mean(complying)) if complying else None,
+        name: pl.Series(name, values, nan_to_null=True).cast(DECISIONS[name])
+        for name, values in columns.items()
     }
 
 
@@ -60,41 +74,41 @@ class Recorder:
         requests: Sequence[DecisionRequest],
         decisions: Sequence[Decision],
         outcomes: Sequence[Outcome],
-        n_neighbors: Sequence[int],
+        n_neighbors: np.ndarray,
+        exposure: Mapping[str, pl.Series],
         decide_s: float,
         wall_s: float,
     ) -> pl.DataFrame:
-        """Append round t's decisions and its summary row; returns the decisions frame."""
-        n = len(decisions)
-        share = decide_s / max(n, 1)
-        rows = [
-            {
-                "run_id": self.run_id,
-                "round": t,
-                "agent": r.agent_id,
-                "group": env.group[r.agent_id],
-                "paradigm": env.paradigm,
-                "scenario": env.scenarios[r.agent_id].id,
-                "supervision": s,
-                "choice": d.choice,
-                "valid": d.valid,
-                "violated": r.choices.is_violation(d.choice),
-                "p_violate": d.p_violate,
-                "reward": o.reward,
-                "capital": o.capital,
-                "adapter": r.adapter,
-                "n_neighbors": k,
-                **exposure(r),
-                "prompt_tokens": d.prompt_tokens,
-                "completion_tokens": d.completion_tokens,
-                "latency_s": d.latency_s or share,
-                "text": d.text,
-            }
-            for r, d, o, s, k in zip(
-                requests, decisions, outcomes, supervision, n_neighbors, strict=True
-            )
-        ]
-        frame = pl.DataFrame(rows, schema=DECISIONS)
+        """Append round t's decisions and its summary row; returns the decisions frame.
+
+        Built column by column: one list per field rather than one dict per agent.
+        """
+        share = decide_s / max(len(decisions), 1)
+        agent = [r.agent_id for r in requests]
+        choice = [d.choice for d in decisions]
+        columns = {
+            "run_id": self.run_id,
+            "round": t,
+            "agent": agent,
+            "group": [env.group[i] for i in agent],
+            "paradigm": env.paradigm,
+            "scenario": [env.scenarios[i].id for i in agent],
+            "supervision": list(supervision),
+            "choice": choice,
+            "valid": [c is not None for c in choice],
+            "violated": [r.choices.is_violation(c) for r, c in zip(requests, choice, strict=True)],
+            "p_violate": [d.p_violate for d in decisions],
+            "reward": [o.reward for o in outcomes],
+            "capital": [o.capital for o in outcomes],
+            "adapter": [r.adapter for r in requests],
+            "n_neighbors": n_neighbors,
+            **exposure,
+            "prompt_tokens": [d.prompt_tokens for d in decisions],
+            "completion_tokens": [d.completion_tokens for d in decisions],
+            "latency_s": [d.latency_s or share for d in decisions],
+            "text": [d.text for d in decisions],
+        }
+        frame = pl.DataFrame({name: columns[name] for name in DECISIONS}, schema=DECISIONS)
         write_atomic(frame, self.decisions_dir / f"part-{t:05d}.parquet")
         summary = frame.select(
             pl.lit(self.run_id).alias("run_id"),

@@ -23,8 +23,7 @@ from tqdm import tqdm
 from agents.backends import make_backend
 from envs.errors import InputError
 from sim import checkpoint
-from sim.build import build_environment, check_run, seeds
-from sim.graph import population_graph
+from sim.build import build_environment, check_run, population, seeds
 from sim.manifest import Manifest, now
 from sim.model import TippingModel
 from sim.overrides import check_overrides
@@ -62,7 +61,7 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
         return pl.read_parquet(run_dir / "rounds.parquet")
     rng = seeds(seed)
     env = build_environment(cfg["env"], rounds, rng["env"])
-    graph = population_graph(cfg["graph"], env.group)
+    graph, deviants = population(cfg, env, rng)
     backend = make_backend(cfg["backend"], rng["policy"])
     run_dir.mkdir(parents=True, exist_ok=True)
     state = checkpoint.load(run_dir) if previous is not None else None
@@ -84,6 +83,8 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
         memory_window=cfg["agents"]["memory_window"],
         peer_view=cfg["agents"]["peer_view"],
         aggregate_above=cfg["agents"]["aggregate_above"],
+        deviants=deviants,
+        deviants_always=cfg["deviants"]["always"],
     )
     if state is not None:
         checkpoint.load_model_state(model, state)

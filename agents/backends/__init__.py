@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from agents.backends.base import MODES, Backend
+from agents.backends.imitation import Fermi, ImitateBest, LinearThreshold
 from agents.backends.scripted import FixedRate, RewardFollowing
 from envs.errors import InputError
 
@@ -14,6 +15,16 @@ Factory = Callable[[dict, np.random.Generator], Backend]
 
 BACKENDS: dict[str, Factory] = {
     "fixed": lambda cfg, rng: FixedRate(rng, p_violate=cfg["p_violate"]),
+    "fermi": lambda cfg, rng: Fermi(rng, beta=cfg["beta"], p0=cfg["p0"]),
+    "imitate_best": lambda cfg, rng: ImitateBest(rng, p0=cfg["p0"]),
+    "linear_threshold": lambda cfg, rng: LinearThreshold(
+        rng,
+        threshold=cfg["threshold"],
+        distribution=cfg["distribution"],
+        spread=cfg["spread"],
+        progressive=cfg["progressive"],
+        p0=cfg["p0"],
+    ),
     "reward_following": lambda cfg, rng: RewardFollowing(
         rng, p0=cfg["p0"], sensitivity=cfg["sensitivity"], imitation=cfg.get("imitation", 0.0)
     ),

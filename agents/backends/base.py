@@ -23,6 +23,11 @@ class Backend(ABC):
     """
 
     modes: tuple[str, ...] = MODES
+    # False for policies that decide from `history` and `peers` alone: the model then
+    # skips building chat messages, the bulk of a scripted round's cost.
+    needs_messages: bool = True
+    # True for policies that read the agent's own last round (agents.memory_window >= 1).
+    needs_history: bool = False
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng

@@ -23,6 +23,8 @@ def _probability(value: float, field: str) -> float:
 class ScriptedBackend(Backend):
     """Draws each choice from a per-request violation probability."""
 
+    needs_messages = False
+
     def p_violate(self, requests: Sequence[DecisionRequest]) -> np.ndarray:
         raise NotImplementedError
 
