@@ -377,3 +377,13 @@ def test_phase_diagram_by_hand():
     assert both.get_column("final_violation_rate").to_list() == pytest.approx(
         [(1 + 0.75 + 0.5) / 3, 0.5]
     )
+
+
+def test_transitions_need_consecutive_rounds():
+    # agent 0 has no row for round 1: its round 0 -> round 2 is not a transition
+    d = frame(round=[0, 2, 0, 1], agent=[0, 0, 1, 1], violated=[False, True, False, True],
+              n_violating_neighbors=[None, 1, None, 1])  # fmt: skip
+    out = exposure_response(d)
+    assert out.select("exposure", "n_at_risk", "n_switched").rows() == [(1, 1, 1)]
+    r = reproduction_number(d)
+    assert r.select("round", "n_violators", "n_new_violators").rows() == [(0, 0, 1)]
