@@ -72,6 +72,8 @@ def write_report(path, level: float = 0.5, n_boot: int = 500, seed: int = 0) -> 
     out = root / "report"
     out.mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
+    for stale in [*out.glob("*.png"), *(out / "tables").glob("*.csv")]:
+        stale.unlink()  # figures of an earlier report that this one may not draw
     manifests = read_manifests(root)
     params = parameter_columns(manifests)
     frame = scan_decisions(root).select(*COLUMNS, RUN, "status", "seed", *params).collect()
@@ -117,6 +119,8 @@ def _facts_header(
         overrides = m.get("overrides") or {}
         if overrides:
             page.facts.append(("overrides", ", ".join(f"{k}={v}" for k, v in overrides.items())))
+        if m.get("error"):
+            page.facts.append(("error", str(m["error"])))
         if m.get("git_sha"):
             page.facts.append(("git sha", str(m["git_sha"])[:12]))
     else:

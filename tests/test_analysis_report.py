@@ -30,10 +30,13 @@ def make_sweep(root: Path) -> Path:
 
 def test_run_report_has_page_summary_figures_and_tables(tmp_path):
     run = write_run(tmp_path / "run", synthetic_decisions(n_agents=10, n_rounds=20, seed=2))
+    (run / "report").mkdir()
+    (run / "report" / "stale.png").write_bytes(b"old figure")
     started = time.perf_counter()
     out = write_report(run)
     assert time.perf_counter() - started < 10
     assert out == run / "report"
+    assert not (out / "stale.png").exists()
     for name in ("index.html", "summary.md", "tipping_curves.png", "survival.png",
                  "early_warning.png", "exposure_response.png", "tables/per_round.csv"):  # fmt: skip
         assert (out / name).is_file(), name
