@@ -13,6 +13,27 @@ from envs.errors import InputError
 
 Factory = Callable[[dict, np.random.Generator], Backend]
 
+
+def openai_server(cfg: dict, rng: np.random.Generator) -> Backend:
+    """Imported on use: the openai client is an optional extra."""
+    try:
+        import openai  # noqa: F401
+    except ImportError:
+        raise InputError(
+            "backend=openai: the openai client is not installed; pip install -e '.[openai]'"
+        ) from None
+    from agents.backends.openai_server import OpenAIServer
+
+    return OpenAIServer(rng, cfg)
+
+
+def vllm_engine(cfg: dict, rng: np.random.Generator) -> Backend:
+    """Imported on use, so the CPU stack never imports vLLM (which checks for itself)."""
+    from agents.backends.vllm_engine import VLLMEngine
+
+    return VLLMEngine(rng, cfg)
+
+
 BACKENDS: dict[str, Factory] = {
     "fixed": lambda cfg, rng: FixedRate(rng, p_violate=cfg["p_violate"]),
     "fermi": lambda cfg, rng: Fermi(rng, beta=cfg["beta"], p0=cfg["p0"]),
@@ -28,6 +49,8 @@ BACKENDS: dict[str, Factory] = {
     "reward_following": lambda cfg, rng: RewardFollowing(
         rng, p0=cfg["p0"], sensitivity=cfg["sensitivity"], imitation=cfg.get("imitation", 0.0)
     ),
+    "openai": openai_server,
+    "vllm": vllm_engine,
 }
 
 

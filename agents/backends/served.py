@@ -1,0 +1,201 @@
+"""What the served-model backends share: request building, adapter naming, label scoring.
+
+`backend=openai` (any OpenAI-compatible server) and `backend=vllm` (vLLM's offline engine)
+send the same requests and read the answers the same way, so a run records the same
+kind of decisions whichever way the model is served:
+
+- generate: the agent's chat messages; the sampled answer is parsed for ATP's
+  `{"choice": ...}` JSON (agents.parsing, thinking stripped).
+- score: for each of the two labels, the chat messages plus an assistant turn that the
+  model continues and that ends in the label (`{"choice": "<label>"`). The prompt
+  log-probabilities of the tokens after the two prompts' common prefix give
+  log P(label | context) exactly, however the labels tokenise; the choice is drawn
+  from the pair normalised.
+- adapters: each LoRA version is registered once, under a new name, directory and
+  integer id; vLLM caches adapters by these, and a reused one would serve stale weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agents.decision import Decision, DecisionRequest
+from agents.parsing import parse_choice
+from envs.base import Choices
+from envs.errors import InputError
+
+ANSWER_OPEN = '{"choice": "'
+ANSWER_CLOSE = '"'
+
+
+class ServedModelError(InputError):
+    """The served model failed mid-run: server unreachable or silent, or changed answers.
+
+    A subclass of InputError so that entry points report it the same way, as one line
+    with exit code 2, while the rounds already recorded stay on disk.
+    """
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """A server's message squeezed onto one line, so errors stay one line."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def scored_answer(label: str) -> str:
+    """The start of the JSON answer, up to and including the label's closing quote."""
+    return f"{ANSWER_OPEN}{label}{ANSWER_CLOSE}"
+
+
+def score_conversations(request: DecisionRequest) -> list[list[dict]]:
+    """The two conversations to score, comply first: the messages, then the answer so far."""
+    return [
+        [*request.messages, {"role": "assistant", "content": scored_answer(label)}]
+        for label in (request.choices.comply, request.choices.violate)
+    ]
+
+
+def chat_token_ids(tokenizer, messages: list[dict], prefill: bool, **template_kwargs) -> list[int]:
+    """The prompt as the model's chat template renders it, as token ids.
+
+    prefill=True continues the last (assistant) message, as score mode needs; otherwise
+    the template opens a new assistant turn. The template adds the special tokens itself.
+    """
+    text = tokenizer.apply_chat_template(
+        messages,
+        tokenize=False,
+        add_generation_prompt=not prefill,
+        continue_final_message=prefill,
+        **template_kwargs,
+    )
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def label_logprobs(
+    token_ids: Sequence[Sequence[int]], token_logprobs: Sequence[Sequence[float | None]]
+) -> list[float]:
+    """log P(tail | shared prefix) of each scored prompt (the label and what closes it).
+
+    `token_ids[k]` are prompt k's tokens and `token_logprobs[k][i]` the log-probability
+    of token i given the tokens before it (None for the first token, which has none).
+    """
+    start = common_prefix_length(*token_ids)
+    if start == 0 or any(start >= len(ids) for ids in token_ids):
+        raise ServedModelError(
+            "score mode: the two scored prompts share no context or one contains the other; "
+            "the server did not render the assistant prefill (continue_final_message)"
+        )
+    return [float(sum(lps[start:])) for lps in token_logprobs]
+
+
+def p_violate(logprobs: Mapping[str, float], choices: Choices) -> float:
+    """P(violate) from the two labels' log-probabilities, normalised over the pair."""
+    return 1.0 / (1.0 + math.exp(logprobs[choices.comply] - logprobs[choices.violate]))
+
+
+def scored_decision(
+    choices: Choices,
+    logprobs: Mapping[str, float],
+    draw: float,
+    prompt_tokens: int = 0,
+    latency_s: float = 0.0,
+) -> Decision:
+    """The decision drawn (with uniform `draw`) from the labels' exact probabilities."""
+    p = p_violate(logprobs, choices)
+    label = choices.label(draw < p)
+    return Decision(
+        choice=label,
+        p_violate=p,
+        text=f"{scored_answer(label)}}}",
+        prompt_tokens=prompt_tokens,
+        latency_s=latency_s,
+    )
+
+
+def generated_decision(
+    text: str,
+    choices: Choices,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    latency_s: float = 0.0,
+) -> Decision:
+    """The decision parsed from a sampled answer (choice None when it names neither label)."""
+    return Decision(
+        choice=parse_choice(text, choices),
+        p_violate=None,
+        text=text,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        latency_s=latency_s,
+    )
+
+
+def constrained_answers(choices: Choices) -> list[str]:
+    """The only two answers a constrained generation may give."""
+    return [f"{scored_answer(label)}}}" for label in (choices.comply, choices.violate)]
+
+
+def request_seeds(rng: np.random.Generator, n: int) -> list[int]:
+    """One sampling seed per request, from the run's policy stream (reproducible runs)."""
+    return [int(s) for s in rng.integers(0, 2**31 - 1, size=n)]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One registered LoRA version: vLLM's name, integer id and directory for it."""
+
+    name: str
+    id: int
+    path: Path
+
+
+class AdapterRegistry:
+    """LoRA versions by name; a name, id or directory is never given to a second version."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Adapter] = {}
+
+    def add(self, name: str, path: Path | str) -> Adapter:
+        """Register a new version (PEFT directory) and give it the next integer id (from 1)."""
+        path = Path(path).resolve()
+        if name in self.by_name:
+            raise InputError(
+                f"adapter {name!r}: a version of that name is already loaded "
+                f"({self.by_name[name].path}); a new version needs a new name"
+            )
+        holder = next((a.name for a in self.by_name.values() if a.path == path), None)
+        if holder is not None:
+            raise InputError(
+                f"adapter {name!r}: {path} already holds adapter {holder!r}; "
+                "a new version needs a new directory"
+            )
+        if not (path / "adapter_config.json").is_file():
+            raise InputError(f"adapter {name!r}: {path} holds no PEFT adapter_config.json")
+        adapter = Adapter(name, len(self.by_name) + 1, path)
+        self.by_name[name] = adapter
+        return adapter
+
+    def get(self, name: str | None) -> Adapter | None:
+        """The adapter a request names (None: the base model)."""
+        if name is None:
+            return None
+        if name not in self.by_name:
+            raise InputError(f"adapter {name!r}: requested before it was loaded")
+        return self.by_name[name]
+
+    def state_dict(self) -> list[dict]:
+        return [{"name": a.name, "path": str(a.path)} for a in self.by_name.values()]
