@@ -32,9 +32,11 @@ def decisions(run_dir: Path) -> pl.DataFrame:
 
 
 def test_run_writes_records_and_prints_the_table(tmp_path):
-    out = sim_run("experiment=atp_ma", *FAST, f"hydra.run.dir={tmp_path}")
+    out = sim_run("experiment=atp_ma", *FAST, "run.report=true", f"hydra.run.dir={tmp_path}")
     assert out.returncode == 0, out.stderr
     assert f"records: {tmp_path}" in out.stdout and "violation_rate" in out.stdout
+    assert (tmp_path / "report" / "index.html").is_file()
+    assert (tmp_path / "report" / "tipping_curves.png").stat().st_size > 10_000
     d = decisions(tmp_path)
     assert d.height == 3 * 7 * 4 * 8
     assert d.filter(pl.col("round") == 0)["n_neighbors"].unique().to_list() == [7]
