@@ -31,6 +31,7 @@ from agents.backends.base import Backend
 from agents.backends.served import (
     AdapterRegistry,
     ServedModelError,
+    common_prefix_length,
     generated_decision,
     label_logprobs,
     one_line,
@@ -65,10 +66,11 @@ def api_key(env_name: str | None) -> str:
     return key
 
 
-def positive(cfg: Mapping, field: str, kind: type = int):
-    value = cfg.get(field)
+def positive(cfg: Mapping, key: str, kind: type = int, field: str = ""):
+    """cfg[key] as a positive number of `kind`; `field` prefixes the key in the error."""
+    value = cfg.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise InputError(f"backend.{field}: {value!r} must be a positive number")
+        raise InputError(f"backend.{field}{key}: {value!r} must be a positive number")
     return kind(value)
 
 
@@ -113,10 +115,11 @@ class OpenAIServer(Backend):
             max_retries=self.max_retries,
         )
         self.pool = ThreadPoolExecutor(max_workers=positive(cfg, "concurrency"))
+        gen = cfg["generate"]
         self.sampling = {
-            "temperature": float(cfg["temperature"]),
-            "top_p": float(cfg["top_p"]),
-            "max_completion_tokens": positive(cfg, "max_tokens"),
+            "temperature": float(gen["temperature"]),
+            "top_p": float(gen["top_p"]),
+            "max_completion_tokens": positive(gen, "max_new_tokens", field="generate."),
         }
         self.template_kwargs = dict(cfg.get("chat_template_kwargs") or {})
         self.adapters = AdapterRegistry()
@@ -184,7 +187,7 @@ class OpenAIServer(Backend):
         )
 
     def _scored_prompts(self, request: DecisionRequest) -> tuple[list, list, int] | None:
-        """Token ids and log-probabilities of both scored prompts, and their prompt tokens."""
+        """Token ids and log-probabilities of both scored prompts, and the tokens they share."""
         bodies = [
             self._call(
                 lambda messages=messages: self.client.chat.completions.create(
@@ -201,7 +204,7 @@ class OpenAIServer(Backend):
         if None in scored:
             return None
         ids, lps = zip(*scored, strict=True)
-        return ids, lps, sum((b.get("usage") or {}).get("prompt_tokens", 0) for b in bodies)
+        return ids, lps, common_prefix_length(*ids)
 
     def _score(self, request: DecisionRequest, draw: float) -> Decision:
         start = perf_counter()

@@ -6,11 +6,12 @@ kind of decisions whichever way the model is served:
 
 - generate: the agent's chat messages; the sampled answer is parsed for ATP's
   `{"choice": ...}` JSON (agents.parsing, thinking stripped).
-- score: for each of the two labels, the chat messages plus an assistant turn that the
-  model continues and that ends in the label (`{"choice": "<label>"`). The prompt
-  log-probabilities of the tokens after the two prompts' common prefix give
-  log P(label | context) exactly, however the labels tokenise; the choice is drawn
-  from the pair normalised.
+- score: for each of the two labels, the conversation followed by the answer up to the
+  label's closing quote (`{"choice": "<label>"`): rendered here as backend=hf renders
+  it (vLLM engine), or sent as an assistant turn the server continues (OpenAI server,
+  `continue_final_message`). The prompt log-probabilities of the tokens after the two
+  prompts' common prefix give log P(label | context) exactly, however the labels
+  tokenise; the choice is drawn from the pair normalised.
 - adapters: each LoRA version is registered once, under a new name, directory and
   integer id; vLLM caches adapters by these, and a reused one would serve stale weights.
 """
@@ -60,20 +61,24 @@ def score_conversations(request: DecisionRequest) -> list[list[dict]]:
     ]
 
 
-def chat_token_ids(tokenizer, messages: list[dict], prefill: bool, **template_kwargs) -> list[int]:
-    """The prompt as the model's chat template renders it, as token ids.
-
-    prefill=True continues the last (assistant) message, as score mode needs; otherwise
-    the template opens a new assistant turn. The template adds the special tokens itself.
-    """
-    text = tokenizer.apply_chat_template(
-        messages,
-        tokenize=False,
-        add_generation_prompt=not prefill,
-        continue_final_message=prefill,
-        **template_kwargs,
+def prompt_text(tokenizer, messages: list[dict], **template_kwargs) -> str:
+    """The conversation as the model's chat template renders it, opening the assistant's turn."""
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, **template_kwargs
     )
-    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def scored_token_ids(tokenizer, request: DecisionRequest, **template_kwargs) -> list[list[int]]:
+    """The two scored prompts as token ids, comply first, rendered as backend=hf renders them.
+
+    Text is the chat template's prompt followed by the answer up to the label; the template
+    adds any special tokens itself.
+    """
+    prompt = prompt_text(tokenizer, request.messages, **template_kwargs)
+    return [
+        tokenizer.encode(prompt + scored_answer(label), add_special_tokens=False)
+        for label in (request.choices.comply, request.choices.violate)
+    ]
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:

@@ -25,13 +25,14 @@ from agents.backends.base import Backend
 from agents.backends.served import (
     AdapterRegistry,
     ServedModelError,
-    chat_token_ids,
+    common_prefix_length,
     constrained_answers,
     generated_decision,
     label_logprobs,
+    prompt_text,
     request_seeds,
-    score_conversations,
     scored_decision,
+    scored_token_ids,
 )
 from agents.decision import Decision, DecisionRequest
 from envs.errors import InputError
@@ -102,12 +103,13 @@ class VLLMEngine(Backend):
         settings = {k: cfg[k] for k in ENGINE_SETTINGS if cfg.get(k) is not None}
         self.llm = self.vllm.LLM(model=str(cfg["model"]), seed=int(cfg["seed"]), **settings)
         self.tokenizer = self.llm.get_tokenizer()
+        gen = cfg["generate"]
         self.sampling = {
-            "temperature": float(cfg["temperature"]),
-            "top_p": float(cfg["top_p"]),
-            "max_tokens": int(cfg["max_tokens"]),
+            "temperature": float(gen["temperature"]),
+            "top_p": float(gen["top_p"]),
+            "max_tokens": int(gen["max_new_tokens"]),
         }
-        self.constrained = bool(cfg.get("constrained", False))
+        self.constrained = bool(gen.get("constrained", False))
         self.template_kwargs = dict(cfg.get("chat_template_kwargs") or {})
         self.adapters = AdapterRegistry()
         self.loras: dict[str, object] = {}
@@ -125,36 +127,34 @@ class VLLMEngine(Backend):
         found = self.adapters.get(adapter)
         return None if found is None else self.loras[found.name]
 
-    def _tokens(self, messages: list[dict], prefill: bool) -> dict:
-        return {
-            "prompt_token_ids": chat_token_ids(
-                self.tokenizer, messages, prefill=prefill, **self.template_kwargs
-            )
-        }
-
     def _score(self, requests: Sequence[DecisionRequest]) -> list[Decision]:
-        conversations = [(r, c) for r in requests for c in score_conversations(r)]
+        pairs = [scored_token_ids(self.tokenizer, r, **self.template_kwargs) for r in requests]
         outputs = self.llm.generate(
-            [self._tokens(c, prefill=True) for _, c in conversations],
+            [{"prompt_token_ids": ids} for pair in pairs for ids in pair],
             self.vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
-            lora_request=[self._lora(r.adapter) for r, _ in conversations],
+            lora_request=[self._lora(r.adapter) for r in requests for _ in range(2)],
             use_tqdm=False,
         )
         draws = self.rng.random(len(requests))
         decisions = []
         for i, r in enumerate(requests):
-            pair = outputs[2 * i : 2 * i + 2]
-            ids, lps = zip(*(prompt_token_logprobs(o) for o in pair), strict=True)
+            ids, lps = zip(
+                *(prompt_token_logprobs(o) for o in outputs[2 * i : 2 * i + 2]), strict=True
+            )
             comply, violate = label_logprobs(ids, lps)
             decisions.append(
                 scored_decision(
                     r.choices,
                     {r.choices.comply: comply, r.choices.violate: violate},
                     float(draws[i]),
-                    prompt_tokens=sum(len(t) for t in ids),
+                    prompt_tokens=common_prefix_length(*ids),
                 )
             )
         return decisions
+
+    def _prompt(self, messages: list[dict]) -> dict:
+        text = prompt_text(self.tokenizer, messages, **self.template_kwargs)
+        return {"prompt_token_ids": self.tokenizer.encode(text, add_special_tokens=False)}
 
     def _sampling(self, request: DecisionRequest, seed: int):
         structured = (
@@ -167,7 +167,7 @@ class VLLMEngine(Backend):
     def _generate(self, requests: Sequence[DecisionRequest]) -> list[Decision]:
         seeds = request_seeds(self.rng, len(requests))
         outputs = self.llm.generate(
-            [self._tokens(r.messages, prefill=False) for r in requests],
+            [self._prompt(r.messages) for r in requests],
             [self._sampling(r, s) for r, s in zip(requests, seeds, strict=True)],
             lora_request=[self._lora(r.adapter) for r in requests],
             use_tqdm=False,
@@ -191,7 +191,7 @@ class VLLMEngine(Backend):
     def check_answers(self) -> dict[str | None, list[int]]:
         """Greedy tokens of the fixed check prompt, per active adapter (None: the base model)."""
         outputs = self.llm.generate(
-            [self._tokens(CHECK_MESSAGES, prefill=False)] * len(self.active),
+            [self._prompt(CHECK_MESSAGES)] * len(self.active),
             self.vllm.SamplingParams(max_tokens=CHECK_TOKENS, temperature=0.0, seed=0),
             lora_request=[self._lora(a) for a in self.active],
             use_tqdm=False,
