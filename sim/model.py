@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from time import perf_counter
 
 import mesa
@@ -12,7 +14,7 @@ from mesa.discrete_space import Network
 
 from agents.agent import TipAgent
 from agents.backends.base import Backend
-from agents.decision import Decision, DecisionRequest
+from agents.decision import Decision, DecisionRequest, PeerAction
 from envs.base import Environment
 from envs.errors import InputError
 from envs.threshold import ThresholdGameEnv
@@ -72,6 +74,7 @@ class TippingModel(mesa.Model):
         self.deviants_always = deviants_always
         self.round = 0
         self.turns = []
+        self.actions: list[PeerAction | None] = [None] * env.n_agents  # last round, by agent
         self.space = Network(graph, capacity=1, random=self.random)
         self.population = [
             TipAgent(self, i, scenario, memory_window) for i, scenario in enumerate(env.scenarios)
@@ -79,9 +82,11 @@ class TippingModel(mesa.Model):
         for agent in self.population:
             agent.cell = self.space[agent.index]
         for agent in self.population:
-            agent.neighbors = sorted(
-                (a for cell in agent.cell.connections.values() for a in cell.agents),
-                key=lambda a: a.index,
+            agent.set_neighbors(
+                sorted(
+                    (a for cell in agent.cell.connections.values() for a in cell.agents),
+                    key=lambda a: a.index,
+                )
             )
         self.neighbors = Neighbors.from_lists(
             [[a.index for a in agent.neighbors] for agent in self.population]
@@ -90,6 +95,10 @@ class TippingModel(mesa.Model):
             env.set_neighbourhoods(self.neighbors.indptr, self.neighbors.indices)
 
     def step(self) -> None:
+        with collector_paused():
+            self._play_round()
+
+    def _play_round(self) -> None:
         start = perf_counter()
         t = self.round
         self.turns = self.env.begin_round(t)
@@ -98,7 +107,7 @@ class TippingModel(mesa.Model):
         decisions = self.decisions(requests)
         decide_s = perf_counter() - tic
         outcomes = self.env.resolve([d.choice for d in decisions])
-        seen = exposure(self.neighbors, [a.action for a in self.population])
+        seen = exposure(self.neighbors, self.actions)
         for agent, turn, decision, outcome in zip(
             self.population, self.turns, decisions, outcomes, strict=True
         ):
@@ -133,3 +142,21 @@ class TippingModel(mesa.Model):
 def planted_violation(request: DecisionRequest) -> Decision:
     label = request.choices.violate
     return Decision(choice=label, p_violate=1.0, text=f'{{"choice": "{label}"}}')
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the duration (restored after).
+
+    A round allocates millions of short-lived, acyclic objects (requests, decisions,
+    memories) that reference counting frees; meanwhile the collector's full passes walk
+    the whole population's memory again and again, which at 100,000 agents takes most of
+    the round. Cycles made during the round are collected after it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
