@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from operator import itemgetter
 
 from mesa.discrete_space import FixedAgent
 
@@ -32,6 +31,7 @@ class TipAgent(FixedAgent):
         self.memory_window = memory_window
         self.adapter: str | None = None
         self.neighbors: list[TipAgent] = []
+        self.neighbor_ids: tuple[int, ...] = ()
         self.pending: tuple[str, Decision, Outcome] | None = None
 
     @property
@@ -45,10 +45,7 @@ class TipAgent(FixedAgent):
 
     def set_neighbors(self, neighbors: list[TipAgent]) -> None:
         self.neighbors = neighbors
-        ids = [n.index for n in neighbors]
-        self._peer_actions = (
-            itemgetter(*ids) if len(ids) > 1 else lambda a: tuple(a[i] for i in ids)
-        )
+        self.neighbor_ids = tuple(n.index for n in neighbors)
 
     def history(self) -> tuple[Experience, ...]:
         return tuple(self.memory) if self.memory_window else ()
@@ -59,7 +56,7 @@ class TipAgent(FixedAgent):
         Read from the model's list of actions by index: at 100,000 agents, visiting each
         neighbour object costs more in cache misses than everything else an agent does.
         """
-        return tuple(filter(None, self._peer_actions(self.model.actions)))
+        return tuple(filter(None, map(self.model.actions.__getitem__, self.neighbor_ids)))
 
     def observe(self) -> DecisionRequest:
         turn = self.model.turns[self.index]

@@ -75,22 +75,22 @@ class TippingModel(mesa.Model):
         self.round = 0
         self.turns = []
         self.actions: list[PeerAction | None] = [None] * env.n_agents  # last round, by agent
-        self.space = Network(graph, capacity=1, random=self.random)
-        self.population = [
-            TipAgent(self, i, scenario, memory_window) for i, scenario in enumerate(env.scenarios)
-        ]
-        for agent in self.population:
-            agent.cell = self.space[agent.index]
-        for agent in self.population:
-            agent.set_neighbors(
-                sorted(
-                    (a for cell in agent.cell.connections.values() for a in cell.agents),
-                    key=lambda a: a.index,
+        with collector_paused():
+            self.space = Network(graph, capacity=1, random=self.random)
+            self.population = [
+                TipAgent(self, i, scenario, memory_window)
+                for i, scenario in enumerate(env.scenarios)
+            ]
+            for agent in self.population:
+                agent.cell = self.space[agent.index]
+            for agent in self.population:
+                agent.set_neighbors(
+                    sorted(
+                        (a for cell in agent.cell.connections.values() for a in cell.agents),
+                        key=lambda a: a.index,
+                    )
                 )
-            )
-        self.neighbors = Neighbors.from_lists(
-            [[a.index for a in agent.neighbors] for agent in self.population]
-        )
+        self.neighbors = Neighbors.from_lists([agent.neighbor_ids for agent in self.population])
         if isinstance(env, ThresholdGameEnv) and env.scope == "neighbourhood":
             env.set_neighbourhoods(self.neighbors.indptr, self.neighbors.indices)
 
