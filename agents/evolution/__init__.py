@@ -1,0 +1,9 @@
+"""Self-evolution in weights: periodic LoRA updates from each agent's own rewarded experience.
+
+Data (buffer.py, data.py), objectives (objectives.py) and trainer (trainer.py) are kept
+apart as in TRL; lineage.py names and stores adapter versions; evolution.py runs them.
+"""
+
+from agents.evolution.evolution import Evolution, make_evolution
+
+__all__ = ["Evolution", "make_evolution"]

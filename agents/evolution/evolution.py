@@ -1,0 +1,167 @@
+"""Self-evolution in weights: every K rounds each owner's adapter learns from its experience.
+
+Owners (`sharing`): `per_agent` (one adapter per agent), `per_group` (one per environment
+group, or per graph community), `shared` (one population adapter). Objectives: `pg`
+(group-relative policy gradient with a KL penalty to the aligned model), `dpo`
+(preference pairs, reference = the previous version), `sft` (reward-filtered fine-tuning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from time import perf_counter
+
+import networkx as nx
+
+from agents.decision import Decision, DecisionRequest
+from agents.evolution.buffer import ExperienceBuffer, Sample
+from agents.evolution.data import dpo_examples, pg_examples, sft_examples
+from agents.evolution.lineage import Lineage
+from agents.evolution.objectives import dpo_loss, pg_loss, sft_loss
+from agents.evolution.trainer import LoraTrainer
+from envs.base import Outcome
+from envs.errors import InputError
+
+OBJECTIVES = {
+    "pg": (pg_examples, pg_loss, False),  # builder, loss, reference is the parent version
+    "dpo": (dpo_examples, dpo_loss, True),
+    "sft": (None, sft_loss, False),
+}
+SHARING = ("per_agent", "per_group", "shared")
+
+
+def owners(sharing: str, groups: str, env_group: Sequence[int], graph: nx.Graph, seed: int):
+    """The adapter owner of every agent."""
+    if sharing == "per_agent":
+        return [f"agent-{i}" for i in range(len(env_group))]
+    if sharing == "shared":
+        return ["population"] * len(env_group)
+    if groups == "env":
+        return [f"group-{g}" for g in env_group]
+    if groups == "community":
+        found = nx.community.louvain_communities(graph, seed=seed)
+        community = {node: c for c, nodes in enumerate(sorted(found, key=min)) for node in nodes}
+        return [f"community-{community[i]}" for i in range(len(env_group))]
+    raise InputError(f"evolution.groups: {groups!r}; expected env or community")
+
+
+class Evolution:
+    """Collects each owner's experience and trains its next adapter version every K rounds."""
+
+    def __init__(self, cfg: Mapping, trainer: LoraTrainer, owner_of: list[str], run_dir: Path):
+        self.every = int(cfg["every"])
+        self.name = cfg["name"]
+        self.beta = float(cfg.get("beta", 0.0))
+        builder, self.loss, self.reference_is_parent = OBJECTIVES[self.name]
+        self.examples = builder or partial(sft_examples, top_q=float(cfg.get("top_q", 0.25)))
+        self.owner_of = owner_of
+        self.trainer = trainer
+        self.buffer = ExperienceBuffer(int(cfg.get("window") or self.every))
+        self.lineage = Lineage(run_dir / "adapters", cfg.get("keep"))
+
+    def due(self, t: int) -> bool:
+        return (t + 1) % self.every == 0
+
+    def observe(
+        self,
+        t: int,
+        requests: Sequence[DecisionRequest],
+        decisions: Sequence[Decision],
+        outcomes: Sequence[Outcome],
+        scenarios: Sequence[str],
+    ) -> None:
+        for r, d, o in zip(requests, decisions, outcomes, strict=True):
+            if d.valid:
+                self.buffer.add(
+                    Sample(
+                        owner=self.owner_of[r.agent_id],
+                        request=r,
+                        violated=r.choices.is_violation(d.choice),
+                        reward=o.reward,
+                        p_violate=d.p_violate,
+                        round=t,
+                        scenario=scenarios[r.agent_id],
+                    )
+                )
+
+    def update(self, t: int) -> tuple[dict[str, str], list[dict]]:
+        """Train the owners with something to learn; returns {owner: new name} and update rows."""
+        tic = perf_counter()
+        jobs = []
+        for owner in sorted(set(self.owner_of)):
+            samples = self.buffer.recent(owner, t)
+            examples = self.examples(samples)
+            if examples:
+                jobs.append((self.lineage.successor(owner), examples, samples))
+        if not jobs:
+            return {}, []
+        stats = self.trainer.train(
+            [(v, ex) for v, ex, _ in jobs], self.loss, self.beta, self.reference_is_parent
+        )
+        wall = perf_counter() - tic
+        self.lineage.root.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for v, _, samples in jobs:
+            written = self.trainer.save(v, self.lineage.root)
+            self.lineage.commit(v, written)
+            written.parent.rmdir()
+            if v.parent is not None:
+                self.trainer.retire(v.parent)
+            rows.append(
+                {
+                    "round": t,
+                    "owner": v.owner,
+                    "version": v.version,
+                    "name": v.name,
+                    "parent": v.parent,
+                    "objective": self.name,
+                    **stats[v.name],
+                    "mean_reward": sum(s.reward for s in samples) / len(samples),
+                    "wall_s": wall,
+                }
+            )
+        self.trainer.backend.adapters.update({v.name: self.lineage.path(v) for v, _, _ in jobs})
+        return {v.owner: v.name for v, _, _ in jobs}, rows
+
+    def adapters_in_use(self) -> dict[str, Path]:
+        return {v.name: self.lineage.path(v) for v in self.lineage.current.values()}
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.state_dict(), "lineage": self.lineage.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore, drop versions written after the checkpoint, reload those in use."""
+        self.buffer.load_state_dict(state["buffer"])
+        self.lineage.load_state_dict(state["lineage"])
+        self.lineage.rewind()
+        if self.lineage.current:
+            self.trainer.backend.load_adapters(self.adapters_in_use())
+
+
+def make_evolution(
+    cfg: Mapping, backend, env_group: Sequence[int], graph: nx.Graph, run_dir: Path, seed: int
+) -> Evolution | None:
+    """The configured evolution, or None for in-context evolution only (every=0)."""
+    every = cfg.get("every", 0)
+    if cfg.get("name", "none") == "none" or not every:
+        return None
+    if not isinstance(every, int) or every < 0:
+        raise InputError(f"evolution.every: {every!r} must be an integer >= 0")
+    if cfg["name"] not in OBJECTIVES:
+        raise InputError(f"evolution.name: {cfg['name']!r}; expected none, pg, dpo or sft")
+    if cfg.get("sharing", "per_agent") not in SHARING:
+        raise InputError(f"evolution.sharing: {cfg['sharing']!r}; expected one of {SHARING}")
+    if not hasattr(backend, "label_logprob_tensor"):
+        raise InputError(
+            f"evolution.name={cfg['name']}: LoRA updates train the backend's own model; "
+            "use backend=organism or backend=hf"
+        )
+    trainer = LoraTrainer(
+        backend, cfg["lora"], float(cfg["lr"]), int(cfg["steps"]), int(cfg["batch_size"]), seed
+    )
+    owner_of = owners(
+        cfg.get("sharing", "per_agent"), cfg.get("groups", "env"), env_group, graph, seed
+    )
+    return Evolution(cfg, trainer, owner_of, run_dir)

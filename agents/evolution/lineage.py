@@ -1,0 +1,71 @@
+"""Adapter versions: every update writes a new version under a new name, never in place.
+
+Layout: `adapters/<owner>/v<version>/` in PEFT's standard form (adapter_config.json +
+adapter_model.safetensors), named `<owner>-v<version>` (vLLM and PEFT key caches on the
+name). A version is moved into place whole, so a directory is either absent or complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Version:
+    owner: str
+    version: int
+    parent: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.owner}-v{self.version}"
+
+
+class Lineage:
+    """The current version of every owner's adapter, and its files."""
+
+    def __init__(self, root: Path, keep: int | None = None):
+        self.root = Path(root)
+        self.keep = keep
+        self.current: dict[str, Version] = {}
+
+    def path(self, v: Version) -> Path:
+        return self.root / v.owner / f"v{v.version}"
+
+    def successor(self, owner: str) -> Version:
+        parent = self.current.get(owner)
+        return Version(owner, parent.version + 1 if parent else 1, parent.name if parent else None)
+
+    def commit(self, v: Version, written: Path) -> Path:
+        """Move a fully written adapter directory into its place; it becomes current."""
+        target = self.path(v)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written.rename(target)
+        self.current[v.owner] = v
+        self._retire(v.owner)
+        return target
+
+    def _retire(self, owner: str) -> None:
+        """Retention: keep only the last `keep` versions on disk (all when keep is None)."""
+        if self.keep is None:
+            return
+        latest = self.current[owner].version
+        for old in (self.root / owner).glob("v*"):
+            if int(old.name[1:]) <= latest - self.keep:
+                shutil.rmtree(old)
+
+    def rewind(self) -> None:
+        """Delete versions newer than the current ones (written after the last checkpoint)."""
+        for owner_dir in self.root.glob("*"):
+            newest = self.current.get(owner_dir.name)
+            for d in owner_dir.glob("v*"):
+                if newest is None or int(d.name[1:]) > newest.version:
+                    shutil.rmtree(d)
+
+    def state_dict(self) -> dict:
+        return {"current": dict(self.current)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.current = dict(state["current"])
