@@ -44,7 +44,9 @@ def population_graph(cfg: Mapping, group: Sequence[int], rng: np.random.Generato
     graph.add_nodes_from(range(len(group)))
     communities = 0
     for members in units:
-        unit = build(len(members), int(rng.integers(2**32))) if len(members) > 1 else _single()
+        unit = (
+            build(len(members), int(rng.integers(2**32))) if len(members) > 1 else nx.empty_graph(1)
+        )
         if cfg.get("connected", False) and not nx.is_connected(unit):
             raise InputError(
                 f"graph.connected: the {cfg['kind']} graph over {len(members)} agents has "
@@ -53,7 +55,7 @@ def population_graph(cfg: Mapping, group: Sequence[int], rng: np.random.Generato
             )
         node = _placement(list(unit.nodes), members, graph.number_of_nodes())
         graph.add_nodes_from(node[v] for v in unit.nodes)
-        graph.add_edges_from((node[u], node[v]) for u, v in unit.edges if u != v)
+        graph.add_edges_from((node[u], node[v]) for u, v in unit.edges)
         labels = {v: c for v, c in unit.nodes(data="community") if c is not None}
         ids = {c: communities + i for i, c in enumerate(dict.fromkeys(labels.values()))}
         nx.set_node_attributes(graph, {node[v]: ids[c] for v, c in labels.items()}, "community")
@@ -66,12 +68,6 @@ def _units(group: Sequence[int]) -> list[list[int]]:
     for agent, g in enumerate(group):
         members.setdefault(g, []).append(agent)
     return list(members.values())
-
-
-def _single() -> nx.Graph:
-    graph = nx.Graph()
-    graph.add_node(0)
-    return graph
 
 
 def _placement(nodes: list, members: list[int], first_free: int) -> dict:
@@ -101,7 +97,7 @@ def _number(cfg: Mapping, key: str, low: float, high: float = float("inf"), inte
 
 def _fits(value: float, n: int, key: str, limit: int) -> None:
     if value > limit:
-        raise InputError(f"graph.{key}: {value:g} is too large for a group of {n} agents")
+        raise InputError(f"graph.{key}: {value:g} is too large for a graph of {n} agents")
 
 
 def _complete(cfg: Mapping) -> UnitGraph:
@@ -115,18 +111,10 @@ def _lattice_degree(cfg: Mapping) -> int:
     return k
 
 
-def _ring(cfg: Mapping) -> UnitGraph:
+def _small_world(cfg: Mapping, p: float | None = None) -> UnitGraph:
+    """Watts-Strogatz: a ring lattice of k neighbours, each edge rewired with probability p."""
     k = _lattice_degree(cfg)
-
-    def build(n: int, seed: int) -> nx.Graph:
-        _fits(k, n, "k", n - 1)
-        return nx.watts_strogatz_graph(n, k, 0.0, seed=seed)
-
-    return build
-
-
-def _small_world(cfg: Mapping) -> UnitGraph:
-    k, p = _lattice_degree(cfg), _number(cfg, "p", 0.0, 1.0)
+    p = _number(cfg, "p", 0.0, 1.0) if p is None else p
 
     def build(n: int, seed: int) -> nx.Graph:
         _fits(k, n, "k", n - 1)
@@ -189,7 +177,11 @@ def _from_file(cfg: Mapping) -> UnitGraph:
 
 
 def read_graph_file(path: str | None, fmt: str = "auto") -> nx.Graph:
-    """An undirected simple graph from an edge list or GraphML file, nodes in file order."""
+    """An undirected simple graph from an edge list or GraphML file.
+
+    Nodes keep the file's order (for an edge list: order of first appearance), which is
+    the order agents take them in. An edge list cannot name an isolated node; GraphML can.
+    """
     if not path:
         raise InputError("graph.path: required with graph.kind=file (an edge list or GraphML)")
     file = Path(path)
@@ -206,14 +198,14 @@ def read_graph_file(path: str | None, fmt: str = "auto") -> nx.Graph:
         raise InputError(f"graph.path: {path}: not a valid {fmt} file ({first})") from None
     if graph.number_of_nodes() == 0:
         raise InputError(f"graph.path: {path}: the {fmt} file holds no nodes")
-    simple = nx.Graph(graph.to_undirected() if graph.is_directed() else graph)
+    simple = nx.Graph(graph)  # undirected, no parallel edges
     simple.remove_edges_from(nx.selfloop_edges(simple))
     return simple
 
 
 KINDS: dict[str, Callable[[Mapping], UnitGraph]] = {
     "complete": _complete,
-    "ring": _ring,
+    "ring": lambda cfg: _small_world(cfg, p=0.0),
     "small_world": _small_world,
     "scale_free": _scale_free,
     "erdos_renyi": _erdos_renyi,

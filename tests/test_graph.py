@@ -91,7 +91,7 @@ def test_agents_sit_on_a_mesa_network(tmp_path):
     [
         ({"kind": "torus"}, [0, 0], "graph.kind: unknown topology 'torus'"),
         ({"kind": "ring", "k": 3}, [0] * 9, "graph.k: 3 must be even"),
-        ({"kind": "ring", "k": 8}, [0] * 5, "graph.k: 8 is too large for a group of 5"),
+        ({"kind": "ring", "k": 8}, [0] * 5, "graph.k: 8 is too large for a graph of 5 agents"),
         ({"kind": "small_world", "k": 2, "p": 1.5}, [0] * 5, "graph.p: 1.5 must be a number"),
         ({"kind": "complete", "scope": "world"}, [0, 0], "graph.scope: 'world'"),
         (
