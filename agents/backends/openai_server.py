@@ -17,6 +17,7 @@ or the records.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,8 @@ from envs.errors import InputError
 
 T = TypeVar("T")
 NO_KEY = "EMPTY"  # what local servers started without --api-key accept
+# The client's HTTP stack logs every request at INFO: one line per agent and round.
+CHATTY_LOGGERS = ("httpx", "httpx2", "openai")
 SCORE_EXTRA = {
     "add_generation_prompt": False,
     "continue_final_message": True,
@@ -114,6 +117,8 @@ class OpenAIServer(Backend):
             timeout=self.timeout_s,
             max_retries=self.max_retries,
         )
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.pool = ThreadPoolExecutor(max_workers=positive(cfg, "concurrency"))
         gen = cfg["generate"]
         self.sampling = {
