@@ -1,13 +1,15 @@
 """Per-round checkpoints, so an interrupted run continues exactly where it stopped.
 
 A checkpoint holds everything that changes during a run: the round counter, every
-agent's memory and last action, every RNG (environment, policy, Mesa's), and the
-environment's state (capital). Resuming from it yields records identical to an
-uninterrupted run with the same seed.
+agent's memory, last action and adapter, every RNG (environment, policy, Mesa's), the
+environment's state (capital) and evolution's (experience buffers, adapter lineage).
+Resuming from it yields records identical to an uninterrupted run with the same seed.
 
-Order within a round: decisions and rounds are written, then the checkpoint, then the
-manifest. A crash between the first and the second leaves a recorded round without a
-checkpoint; `rewind_records` drops it so that the resumed run writes it again, once.
+Order within a round: decisions and rounds are written, then LoRA updates (adapter
+directories, then their rows), then the checkpoint, then the manifest. A crash before
+the checkpoint leaves records and adapter versions the checkpoint does not know;
+`rewind_records` and the lineage's rewind drop them, and the resumed run writes them
+again, once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sim.model import TippingModel
+from sim.model import TippingModel, collector_paused
 
 FILE = Path("checkpoint") / "state.pkl"
 
@@ -50,17 +52,24 @@ def load_model_state(model: TippingModel, state: dict) -> None:
     model.random.setstate(state["random"])
 
 
-def save(model: TippingModel, run_dir: Path) -> None:
+def save(model: TippingModel, run_dir: Path, evolution=None) -> None:
+    state = model_state(model)
+    if evolution is not None:
+        state["evolution"] = evolution.state_dict()
     path = run_dir / FILE
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_name(".state.pkl.tmp")
-    tmp.write_bytes(pickle.dumps(model_state(model), protocol=pickle.HIGHEST_PROTOCOL))
+    with collector_paused():
+        tmp.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
     os.replace(tmp, path)
 
 
 def load(run_dir: Path) -> dict | None:
     path = run_dir / FILE
-    return pickle.loads(path.read_bytes()) if path.exists() else None
+    if not path.exists():
+        return None
+    with collector_paused():
+        return pickle.loads(path.read_bytes())
 
 
 def rewind_records(run_dir: Path, next_round: int) -> None:

@@ -75,6 +75,7 @@ class TippingModel(mesa.Model):
         self.round = 0
         self.turns = []
         self.actions: list[PeerAction | None] = [None] * env.n_agents  # last round, by agent
+        self.last_round: tuple[list, list, list] = ([], [], [])  # requests, decisions, outcomes
         with collector_paused():
             self.space = Network(graph, capacity=1, random=self.random)
             self.population = [
@@ -113,6 +114,7 @@ class TippingModel(mesa.Model):
         ):
             agent.act(turn.prompt, decision, outcome)
         self.agents.do("remember")
+        self.last_round = (requests, decisions, outcomes)
         self.recorder.write_round(
             t,
             self.env,
@@ -126,6 +128,10 @@ class TippingModel(mesa.Model):
             wall_s=perf_counter() - start,
         )
         self.round += 1
+
+    def planted(self, agent: int, t: int) -> bool:
+        """Whether agent's decision in round t is a planted violation, not the policy's."""
+        return bool(self.deviants[agent]) and (t == 0 or self.deviants_always)
 
     def decisions(self, requests: list[DecisionRequest]) -> list[Decision]:
         """The policy's decisions in one batch, planted deviants' violations in between."""

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agents.backends import make_backend
+from agents.evolution import make_evolution
 from envs.errors import InputError
 from sim import checkpoint
 from sim.build import build_environment, check_run, population, seeds
@@ -86,8 +87,11 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
         deviants=deviants,
         deviants_always=cfg["deviants"]["always"],
     )
+    evolution = make_evolution(cfg["evolution"], backend, env.group, graph, run_dir, seed)
     if state is not None:
         checkpoint.load_model_state(model, state)
+        if evolution is not None:
+            evolution.load_state_dict(state["evolution"])
     try:
         bar = tqdm(
             range(model.round, rounds),
@@ -99,8 +103,11 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
         )
         for t in bar:
             model.step()
-            if cfg["run"]["checkpoint"]:
-                checkpoint.save(model, run_dir)
+            if evolution is not None:
+                evolve(evolution, model, recorder, t)
+            every = cfg["run"]["checkpoint_every"]
+            if every and ((t + 1) % every == 0 or t + 1 == rounds):
+                checkpoint.save(model, run_dir, evolution)
             manifest.update(rounds_completed=t + 1)
             bar.set_postfix(violation=f"{recorder.rounds['violation_rate'][-1] or 0:.2f}")
     except BaseException:
@@ -110,6 +117,29 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
         backend.close()
     manifest.update(status="complete", finished=now())
     return recorder.rounds
+
+
+def evolve(evolution, model: TippingModel, recorder: Recorder, t: int) -> None:
+    """Feed the round to evolution; on its schedule, train and hand out new adapters.
+
+    Planted deviants' forced violations are not experience: they are left out.
+    """
+    requests, decisions, outcomes = model.last_round
+    own = [i for i, r in enumerate(requests) if not model.planted(r.agent_id, t)]
+    evolution.observe(
+        t,
+        [requests[i] for i in own],
+        [decisions[i] for i in own],
+        [outcomes[i] for i in own],
+        [s.id for s in model.env.scenarios],
+    )
+    if not evolution.due(t):
+        return
+    assigned, rows = evolution.update(t)
+    for agent in model.population:
+        agent.adapter = assigned.get(evolution.owner_of[agent.index], agent.adapter)
+    if rows:
+        recorder.write_updates(rows)
 
 
 def print_summary(rounds: pl.DataFrame, run_dir: Path) -> None:
