@@ -31,6 +31,7 @@ DECISIONS = pl.Schema(
         "completion_tokens": pl.Int32,
         "latency_s": pl.Float64,  # the agent's share of the round's batched call
         "text": pl.String,  # raw answer text
+        "prompt": pl.String,  # the chat messages as JSON, when run.record_prompts is on
     }
 )
 

@@ -6,6 +6,7 @@ completed round readable and never a half-written Parquet file.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,9 +55,10 @@ def exposure(neighbors: Neighbors, actions: Sequence[PeerAction | None]) -> dict
 class Recorder:
     """Writes the run directory's Parquet records (layout in README, schema in analysis.schema)."""
 
-    def __init__(self, run_dir: Path, run_id: str):
+    def __init__(self, run_dir: Path, run_id: str, record_prompts: bool = False):
         self.run_dir = Path(run_dir)
         self.run_id = run_id
+        self.record_prompts = record_prompts
         self.decisions_dir = self.run_dir / "decisions.parquet"
         self.decisions_dir.mkdir(parents=True, exist_ok=True)
         self.rounds = self._read(self.run_dir / "rounds.parquet", ROUNDS)
@@ -107,6 +109,9 @@ class Recorder:
             "completion_tokens": [d.completion_tokens for d in decisions],
             "latency_s": [d.latency_s or share for d in decisions],
             "text": [d.text for d in decisions],
+            "prompt": [json.dumps(r.messages) if r.messages else None for r in requests]
+            if self.record_prompts
+            else None,
         }
         frame = pl.DataFrame({name: columns[name] for name in DECISIONS}, schema=DECISIONS)
         write_atomic(frame, self.decisions_dir / f"part-{t:05d}.parquet")

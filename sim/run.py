@@ -73,7 +73,7 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
     else:
         manifest = previous
         manifest.update(status="running", rounds_completed=state["round"])
-    recorder = Recorder(run_dir, run_id)
+    recorder = Recorder(run_dir, run_id, record_prompts=cfg["run"]["record_prompts"])
     model = TippingModel(
         env,
         backend,
