@@ -1,4 +1,4 @@
-"""Reading ATP's final `{"choice": ...}` decision out of a model's free text.
+"""ATP's `{"choice": ...}` decision: the canonical answer, and reading one out of free text.
 
 Models think aloud, restate the format instruction (`{"choice": "A"} or {"choice": "B"}`)
 and add prose after the JSON. The decision is the last `{"choice": ...}` object outside
@@ -21,6 +21,11 @@ CHOICE = re.compile(
 # Two decisions joined by "or" (and nothing else) are the format instruction restated.
 RESTATED = re.compile(r"""^[\s"'`*]*or\b[\s"'`*]*$""", re.IGNORECASE)
 CURLY = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+
+
+def decision_json(label: str) -> str:
+    """The whole answer a model gives when it answers exactly as instructed."""
+    return f'{{"choice": "{label}"}}'
 
 
 def answer_text(text: str) -> str | None:

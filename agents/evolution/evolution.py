@@ -8,6 +8,7 @@ group, or per graph community), `shared` (one population adapter). Objectives: `
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -106,7 +107,7 @@ class Evolution:
         for v, _, samples in jobs:
             written = self.trainer.save(v, self.lineage.root)
             self.lineage.commit(v, written)
-            written.parent.rmdir()
+            shutil.rmtree(written.parent)
             if v.parent is not None:
                 self.trainer.retire(v.parent)
             rows.append(

@@ -1,0 +1,397 @@
+"""backend=hf: any local Hugging Face causal LM, with PEFT LoRA adapters, one batch a round.
+
+score: the prompt is the model's own chat template with a generation prompt, followed
+by ATP's whole answer for each label (`{"choice": "<label>"}`): scoring the complete
+object, not a cut-off prefix of it, tokenises it as the model would generate it (a
+tokenizer may merge the closing quote with the brace). Both labels' token sequences
+share a prefix; one forward of it (its KV cache kept) and one short forward per label
+give log P(answer tail | prefix) exactly, however the labels tokenise. The choice is
+drawn from the pair normalised.
+
+generate: sampled with the run's RNG (one torch.Generator per request, so a request
+samples the same text whatever batch it is in) and parsed by agents.parsing.
+
+Requests are sorted by length and cut into micro-batches of at most `batch_tokens`
+padded tokens, left-padded. A batch mixing LoRA adapters goes through PEFT's
+`adapter_names=` in a single forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from time import perf_counter
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DynamicCache,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from agents.backends.base import Backend
+from agents.backends.served import (
+    common_prefix_length,
+    generated_decision,
+    request_seeds,
+    scored_decision,
+)
+from agents.decision import Decision, DecisionRequest
+from agents.parsing import decision_json
+from envs.errors import InputError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InputError(f"backend.device: {name!r}; expected auto, cpu or cuda[:N]") from None
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto: bfloat16 on a GPU, float32 on a CPU."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise InputError(f"backend.dtype: {name!r}; expected auto or one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def load_checkpoint(path: str | Path | None, device: torch.device, dtype: torch.dtype):
+    """Model and tokenizer from a local Hugging Face directory (never from the hub)."""
+    if not path:
+        raise InputError("backend.model.path: required (a local Hugging Face model directory)")
+    path = Path(path).expanduser()
+    if not (path / "config.json").is_file():
+        raise InputError(f"backend.model.path: {path} is not a Hugging Face model directory")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"backend.model.path: cannot load {path}: {first}") from None
+    return model.to(device).eval(), tokenizer
+
+
+def micro_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Indices sorted by length, cut so that rows x longest row <= budget (one row at least)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[i] <= budget:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def left_padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device):
+    """input_ids, attention_mask and position_ids of rows padded on the left."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        mask[b, width - len(r) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
+def right_padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device):
+    """input_ids and attention_mask of rows padded on the right (width at least 1)."""
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[b, : len(r)] = 1
+    return ids.to(device), mask.to(device)
+
+
+class HFBackend(Backend):
+    """A transformers causal LM deciding a whole round in length-sorted micro-batches."""
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        model,
+        tokenizer,
+        *,
+        batch_tokens: int = 16384,
+        argmax: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 256,
+        chat_template_kwargs: Mapping | None = None,
+    ):
+        super().__init__(rng)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.batch_tokens = batch_tokens
+        self.argmax = argmax
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_new_tokens = max_new_tokens
+        self.template_kwargs = dict(chat_template_kwargs or {})
+        self.adapters: dict[str, Path] = {}
+        eos = model.generation_config.eos_token_id
+        self.eos = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+        self.eos.discard(None)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping, rng: np.random.Generator) -> HFBackend:
+        """backend=hf: the checkpoint at cfg.model.path and the settings of conf/backend/hf.yaml."""
+        device = resolve_device(cfg.get("device", "auto"))
+        dtype = resolve_dtype(cfg.get("dtype", "auto"), device)
+        model, tokenizer = load_checkpoint(cfg["model"]["path"], device, dtype)
+        backend = cls.from_settings(rng, model, tokenizer, cfg)
+        if cfg.get("adapters"):
+            backend.load_adapters(cfg["adapters"])
+        return backend
+
+    @classmethod
+    def from_settings(cls, rng, model, tokenizer, cfg: Mapping) -> HFBackend:
+        gen = cfg.get("generate", {})
+        return cls(
+            rng,
+            model,
+            tokenizer,
+            batch_tokens=int(cfg.get("batch_tokens", 16384)),
+            argmax=bool(cfg.get("score", {}).get("argmax", False)),
+            temperature=float(gen.get("temperature", 1.0)),
+            top_p=float(gen.get("top_p", 1.0)),
+            max_new_tokens=int(gen.get("max_new_tokens", 256)),
+            chat_template_kwargs=cfg.get("chat_template_kwargs") or {},
+        )
+
+    # -- prompts ---------------------------------------------------------------------
+
+    def prompt_text(self, request: DecisionRequest) -> str:
+        return self.tokenizer.apply_chat_template(
+            request.messages, tokenize=False, add_generation_prompt=True, **self.template_kwargs
+        )
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    # -- adapters --------------------------------------------------------------------
+
+    def load_adapters(self, adapters: Mapping[str, Path]) -> None:
+        """Add PEFT LoRA adapters (name -> directory in PEFT's layout) next to the others."""
+        from peft import PeftModel
+
+        for name, path in adapters.items():
+            path = Path(path).expanduser()
+            if not (path / "adapter_config.json").is_file():
+                raise InputError(f"adapter {name!r}: {path} holds no PEFT adapter_config.json")
+            if name in self.adapters:
+                raise InputError(f"adapter {name!r}: already loaded; a new version needs a new name")
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(path), adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+            self.adapters[name] = path
+        self.model.eval()
+
+    def adapter_kwargs(self, requests: Sequence[DecisionRequest]) -> dict:
+        """PEFT's per-row adapter names for a batch; nothing when no adapter is loaded."""
+        names = [r.adapter for r in requests]
+        unknown = sorted({n for n in names if n is not None and n not in self.adapters})
+        if unknown:
+            raise InputError(f"adapter {unknown[0]!r}: requested before it was loaded")
+        if not self.adapters:
+            return {}
+        return {"adapter_names": [n if n is not None else BASE for n in names]}
+
+    # -- deciding --------------------------------------------------------------------
+
+    def decide(self, requests: Sequence[DecisionRequest], mode: str) -> list[Decision]:
+        self.check_mode(mode)
+        if not requests:
+            return []
+        if mode == "score":
+            return self.scored(requests)
+        return self.generated(requests)
+
+    def scored(self, requests: Sequence[DecisionRequest]) -> list[Decision]:
+        prompts = [self.prompt_text(r) for r in requests]
+        draws = np.full(len(requests), 0.5) if self.argmax else self.rng.random(len(requests))
+        logprobs, n_prompt, latency = self.label_logprobs(requests, prompts)
+        return [
+            scored_decision(
+                r.choices,
+                {r.choices.comply: lp[0], r.choices.violate: lp[1]},
+                float(draw),
+                prompt_tokens=n,
+                latency_s=s,
+            )
+            for r, lp, draw, n, s in zip(requests, logprobs, draws, n_prompt, latency, strict=True)
+        ]
+
+    def score_inputs(self, requests: Sequence[DecisionRequest], prompts: Sequence[str]):
+        """Per request: the tokens both answers share, each answer's own tail, prompt size."""
+        texts = [
+            p + decision_json(label)
+            for p, r in zip(prompts, requests, strict=True)
+            for label in (r.choices.comply, r.choices.violate)
+        ]
+        encoded = self.encode([*texts, *prompts])
+        pairs, n_prompt = encoded[: len(texts)], [len(ids) for ids in encoded[len(texts) :]]
+        shared = [common_prefix_length(pairs[2 * i], pairs[2 * i + 1]) for i in range(len(prompts))]
+        prefixes = [pairs[2 * i][:c] for i, c in enumerate(shared)]
+        tails = [(pairs[2 * i][c:], pairs[2 * i + 1][c:]) for i, c in enumerate(shared)]
+        return prefixes, tails, n_prompt
+
+    def label_logprobs(
+        self, requests: Sequence[DecisionRequest], prompts: Sequence[str]
+    ) -> tuple[list[tuple[float, float]], list[int], list[float]]:
+        """(log P(comply), log P(violate)) per request, its prompt tokens and batch latency."""
+        prefixes, tails, n_prompt = self.score_inputs(requests, prompts)
+        lengths = [len(p) + max(len(t) for t in ts) for p, ts in zip(prefixes, tails, strict=True)]
+        out: list[tuple[float, float]] = [(0.0, 0.0)] * len(requests)
+        latency = [0.0] * len(requests)
+        for batch in micro_batches(lengths, self.batch_tokens):
+            tic = perf_counter()
+            with torch.inference_mode():
+                scores = self.tail_logprobs(
+                    [prefixes[i] for i in batch],
+                    [tails[i] for i in batch],
+                    self.adapter_kwargs([requests[i] for i in batch]),
+                ).tolist()
+            took = perf_counter() - tic
+            for i, s in zip(batch, scores, strict=True):
+                out[i], latency[i] = tuple(s), took
+        return out, n_prompt, latency
+
+    def label_logprob_tensor(
+        self, requests: Sequence[DecisionRequest], adapter_names: Sequence[str]
+    ) -> torch.Tensor:
+        """[n, 2] log P(comply), log P(violate), differentiable, under the named adapters.
+
+        What LoRA updates train on: the same prompts and answers that score mode reads.
+        """
+        prompts = [self.prompt_text(r) for r in requests]
+        prefixes, tails, _ = self.score_inputs(requests, prompts)
+        return self.tail_logprobs(prefixes, tails, {"adapter_names": list(adapter_names)})
+
+    def tail_logprobs(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        tails: Sequence[tuple[Sequence[int], Sequence[int]]],
+        adapter: dict,
+    ) -> torch.Tensor:
+        """[n, 2] log P(tail | prefix) for both tails of every row: the prefix once, then each."""
+        ids, mask, positions = left_padded(prefixes, self.pad, self.device)
+        cache = DynamicCache(config=self.model.config)
+        first = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **adapter,
+        ).logits[:, -1].float().log_softmax(-1)
+        ends = mask.sum(-1, keepdim=True)
+        result = []
+        for k in range(2):
+            heads = torch.tensor([t[k][0] for t in tails], device=self.device)
+            total = first.gather(1, heads[:, None])[:, 0]
+            rest = [list(t[k][1:]) for t in tails]
+            if any(rest):
+                tail_ids, tail_mask = right_padded([t[k][:-1] for t in tails], self.pad, self.device)
+                targets, target_mask = right_padded(rest, self.pad, self.device)
+                logits = self.model(
+                    input_ids=tail_ids,
+                    attention_mask=torch.cat([mask, tail_mask], dim=1),
+                    position_ids=ends + torch.arange(tail_ids.shape[1], device=self.device),
+                    past_key_values=cache,
+                    use_cache=True,
+                    **adapter,
+                ).logits.float()
+                cache.crop(-tail_ids.shape[1])
+                lp = logits.log_softmax(-1)[:, : targets.shape[1]]
+                total = total + (lp.gather(2, targets[..., None])[..., 0] * target_mask).sum(-1)
+            result.append(total)
+        return torch.stack(result, dim=1)
+
+    def generated(self, requests: Sequence[DecisionRequest]) -> list[Decision]:
+        seeds = request_seeds(self.rng, len(requests))
+        prompts = self.encode([self.prompt_text(r) for r in requests])
+        lengths = [len(p) + self.max_new_tokens for p in prompts]
+        out: list[Decision | None] = [None] * len(requests)
+        for batch in micro_batches(lengths, self.batch_tokens):
+            tic = perf_counter()
+            completions = self.sample(
+                [prompts[i] for i in batch],
+                [seeds[i] for i in batch],
+                self.adapter_kwargs([requests[i] for i in batch]),
+            )
+            took = perf_counter() - tic
+            for i, ids in zip(batch, completions, strict=True):
+                out[i] = generated_decision(
+                    self.tokenizer.decode(ids, skip_special_tokens=True),
+                    requests[i].choices,
+                    prompt_tokens=len(prompts[i]),
+                    completion_tokens=len(ids),
+                    latency_s=took,
+                )
+        return out
+
+    @torch.inference_mode()
+    def sample(
+        self, prompts: Sequence[Sequence[int]], seeds: Sequence[int], adapter: dict
+    ) -> list[list[int]]:
+        """Completion token ids per row, up to and including its end token."""
+        ids, mask, positions = left_padded(prompts, self.pad, self.device)
+        generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
+        warpers = [TemperatureLogitsWarper(self.temperature)] if self.temperature > 0 else []
+        if self.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(self.top_p))
+        cache = DynamicCache(config=self.model.config)
+        done = [False] * len(prompts)
+        completions: list[list[int]] = [[] for _ in prompts]
+        step_ids, step_positions = ids, positions
+        for _ in range(self.max_new_tokens):
+            logits = self.model(
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=step_positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                **adapter,
+            ).logits[:, -1].float()
+            for warp in warpers:
+                logits = warp(step_ids, logits)
+            if self.temperature > 0:
+                probs = logits.softmax(-1)
+                chosen = [
+                    int(torch.multinomial(probs[b], 1, generator=g)) for b, g in enumerate(generators)
+                ]
+            else:
+                chosen = logits.argmax(-1).tolist()
+            for b, token in enumerate(chosen):
+                if not done[b]:
+                    completions[b].append(token)
+                    done[b] = token in self.eos
+            if all(done):
+                break
+            step_ids = torch.tensor(chosen, device=self.device)[:, None]
+            step_positions = step_positions[:, -1:] + 1
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        return completions
+
+
+def make_hf(cfg: Mapping, rng: np.random.Generator) -> HFBackend:
+    return HFBackend.from_config(cfg, rng)
