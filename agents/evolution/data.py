@@ -25,6 +25,8 @@ class Example:
 def group_advantages(rewards: Sequence[float], eps: float = 1e-6) -> np.ndarray:
     """GRPO's advantages: (r - mean r) / (std r + eps) within the group; 0 if all equal."""
     r = np.asarray(rewards, dtype=float)
+    if r.size == 0:
+        return r
     std = r.std()
     return np.zeros_like(r) if std < eps else (r - r.mean()) / (std + eps)
 

@@ -70,8 +70,15 @@ class LoraTrainer:
         """Label log-probabilities under the reference: the base model, or each parent."""
         rows = [(v, ex) for v, examples in jobs for ex in examples]
         names = [(v.parent or BASE) if use_parent else BASE for v, _ in rows]
+        requests = [ex.sample.request for _, ex in rows]
+        size = self.batch_size
         with torch.no_grad():
-            return self.backend.label_logprob_tensor([ex.sample.request for _, ex in rows], names)
+            return torch.cat(
+                [
+                    self.backend.label_logprob_tensor(requests[i : i + size], names[i : i + size])
+                    for i in range(0, len(rows), size)
+                ]
+            )
 
     def train(
         self,
