@@ -35,11 +35,11 @@ def request(adapter=None):
     )
 
 
-def test_score_conversations_prefill_the_answer_up_to_each_label_comply_first():
+def test_score_conversations_end_in_each_whole_answer_comply_first():
     comply, violate = score_conversations(request())
     assert comply[:2] == violate[:2] == request().messages
-    assert comply[2] == {"role": "assistant", "content": '{"choice": "the marked route"'}
-    assert violate[2] == {"role": "assistant", "content": '{"choice": "the plaza shortcut"'}
+    assert comply[2] == {"role": "assistant", "content": '{"choice": "the marked route"}'}
+    assert violate[2] == {"role": "assistant", "content": '{"choice": "the plaza shortcut"}'}
 
 
 def test_label_logprobs_sum_the_tokens_after_the_shared_prefix():

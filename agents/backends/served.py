@@ -6,9 +6,9 @@ kind of decisions whichever way the model is served:
 
 - generate: the agent's chat messages; the sampled answer is parsed for ATP's
   `{"choice": ...}` JSON (agents.parsing, thinking stripped).
-- score: for each of the two labels, the conversation followed by the answer up to the
-  label's closing quote (`{"choice": "<label>"`): rendered here as backend=hf renders
-  it (vLLM engine), or sent as an assistant turn the server continues (OpenAI server,
+- score: for each of the two labels, the conversation followed by the whole answer
+  (`{"choice": "<label>"}`): rendered here as backend=hf renders it (vLLM engine), or
+  sent as an assistant turn the server continues (OpenAI server,
   `continue_final_message`). The prompt log-probabilities of the tokens after the two
   prompts' common prefix give log P(label | context) exactly, however the labels
   tokenise; the choice is drawn from the pair normalised.
@@ -26,12 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from agents.decision import Decision, DecisionRequest
-from agents.parsing import parse_choice
+from agents.parsing import decision_json, parse_choice
 from envs.base import Choices
 from envs.errors import InputError
-
-ANSWER_OPEN = '{"choice": "'
-ANSWER_CLOSE = '"'
 
 
 class ServedModelError(InputError):
@@ -48,15 +45,10 @@ def one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def scored_answer(label: str) -> str:
-    """The start of the JSON answer, up to and including the label's closing quote."""
-    return f"{ANSWER_OPEN}{label}{ANSWER_CLOSE}"
-
-
 def score_conversations(request: DecisionRequest) -> list[list[dict]]:
-    """The two conversations to score, comply first: the messages, then the answer so far."""
+    """The two conversations to score, comply first: the messages, then the whole answer."""
     return [
-        [*request.messages, {"role": "assistant", "content": scored_answer(label)}]
+        [*request.messages, {"role": "assistant", "content": decision_json(label)}]
         for label in (request.choices.comply, request.choices.violate)
     ]
 
@@ -71,12 +63,12 @@ def prompt_text(tokenizer, messages: list[dict], **template_kwargs) -> str:
 def scored_token_ids(tokenizer, request: DecisionRequest, **template_kwargs) -> list[list[int]]:
     """The two scored prompts as token ids, comply first, rendered as backend=hf renders them.
 
-    Text is the chat template's prompt followed by the answer up to the label; the template
-    adds any special tokens itself.
+    Text is the chat template's prompt followed by the whole answer; the template adds any
+    special tokens itself.
     """
     prompt = prompt_text(tokenizer, request.messages, **template_kwargs)
     return [
-        tokenizer.encode(prompt + scored_answer(label), add_special_tokens=False)
+        tokenizer.encode(prompt + decision_json(label), add_special_tokens=False)
         for label in (request.choices.comply, request.choices.violate)
     ]
 
@@ -93,7 +85,7 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 def label_logprobs(
     token_ids: Sequence[Sequence[int]], token_logprobs: Sequence[Sequence[float | None]]
 ) -> list[float]:
-    """log P(tail | shared prefix) of each scored prompt (the label and what closes it).
+    """log P(tail | shared prefix) of each scored prompt (the label and the rest of the answer).
 
     `token_ids[k]` are prompt k's tokens and `token_logprobs[k][i]` the log-probability
     of token i given the tokens before it (None for the first token, which has none).
@@ -125,7 +117,7 @@ def scored_decision(
     return Decision(
         choice=label,
         p_violate=p,
-        text=f"{scored_answer(label)}}}",
+        text=decision_json(label),
         prompt_tokens=prompt_tokens,
         latency_s=latency_s,
     )
@@ -151,7 +143,7 @@ def generated_decision(
 
 def constrained_answers(choices: Choices) -> list[str]:
     """The only two answers a constrained generation may give."""
-    return [f"{scored_answer(label)}}}" for label in (choices.comply, choices.violate)]
+    return [decision_json(label) for label in (choices.comply, choices.violate)]
 
 
 def request_seeds(rng: np.random.Generator, n: int) -> list[int]:
