@@ -1,9 +1,15 @@
-"""What the OpenAI and vLLM backends share, on CPU: score requests, label scoring, adapters."""
+"""What the OpenAI and vLLM backends share, on CPU: score requests, label scoring, adapters.
+
+With the model organism: the scored prompts a server renders (an assistant turn it
+continues) are token for token the prompts backend=hf scores, and the probabilities read
+from per-token prompt log-probabilities, as vLLM returns them, are backend=hf's.
+"""
 
 import math
 
 import numpy as np
 import pytest
+import torch
 
 from agents.backends.served import (
     AdapterRegistry,
@@ -15,10 +21,13 @@ from agents.backends.served import (
     request_seeds,
     score_conversations,
     scored_decision,
+    scored_token_ids,
 )
 from agents.decision import DecisionRequest
+from agents.prompts import chat_messages
 from envs.base import Choices
 from envs.errors import InputError
+from sim.build import build_environment, seeds
 
 CHOICES = Choices(comply="the marked route", violate="the plaza shortcut")
 
@@ -101,3 +110,73 @@ def test_adapter_versions_get_new_ids_and_never_reuse_a_name_or_directory(tmp_pa
     with pytest.raises(InputError, match="before it was loaded"):
         registry.get("group0-v9")
     assert [a["name"] for a in registry.state_dict()] == ["group0-v1", "group0-v2"]
+
+
+def round_zero_requests(adapters=(None,)) -> list[DecisionRequest]:
+    """Round 0 of a small role-play population, agents cycling through `adapters`."""
+    env = build_environment(
+        {
+            "kind": "roleplay",
+            "source": "templates",
+            "professions": ["delivery_courier", "loan_officer", "hotel_manager"],
+            "payoffs": [[1.0, 3.1], [2.0, 2.1]],
+            "schedule": "all_unsupervised",
+        },
+        1,
+        seeds(0)["env"],
+    )
+    turns = env.begin_round(0)
+    return [
+        DecisionRequest(
+            agent_id=i,
+            adapter=adapters[i % len(adapters)],
+            messages=chat_messages(s.system_prompt, [], t.prompt),
+            choices=s.choices,
+        )
+        for i, (s, t) in enumerate(zip(env.scenarios, turns, strict=True))
+    ]
+
+
+@pytest.fixture(scope="module")
+def organism(organism_path):
+    from agents.backends.hf import load_checkpoint
+
+    return load_checkpoint(organism_path, torch.device("cpu"), torch.float32)
+
+
+def test_a_server_continuing_the_scored_turn_renders_hf_scored_prompts(organism):
+    _, tokenizer = organism
+    for r in round_zero_requests():
+        rendered = [
+            tokenizer.apply_chat_template(
+                c, tokenize=False, add_generation_prompt=False, continue_final_message=True
+            )
+            for c in score_conversations(r)
+        ]
+        ids = [tokenizer.encode(text, add_special_tokens=False) for text in rendered]
+        assert ids == scored_token_ids(tokenizer, r)
+
+
+@torch.inference_mode()
+def prompt_logprobs(model, ids: list[int]) -> list[float | None]:
+    """Per-token log-probabilities of a prompt, laid out as vLLM's prompt_logprobs."""
+    logits = model(torch.tensor([ids])).logits[0, :-1].float().log_softmax(-1)
+    return [None, *logits.gather(1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()]
+
+
+def test_label_scoring_from_prompt_logprobs_gives_hf_probabilities(organism):
+    from agents.backends.hf import HFBackend
+
+    model, tokenizer = organism
+    reqs = round_zero_requests()
+    want = [
+        d.p_violate
+        for d in HFBackend(np.random.default_rng(0), model, tokenizer).decide(reqs, "score")
+    ]
+    got = []
+    for r in reqs:
+        ids = scored_token_ids(tokenizer, r)
+        comply, violate = label_logprobs(ids, [prompt_logprobs(model, i) for i in ids])
+        got.append(p_violate({r.choices.comply: comply, r.choices.violate: violate}, r.choices))
+    assert got == pytest.approx(want, abs=1e-4)
+    assert len({round(p, 3) for p in got}) > 1
