@@ -1,7 +1,7 @@
 """backend=openai against a real OpenAI-compatible server: `transformers serve` on loopback.
 
 The server is a real process serving the model organism's checkpoint directory offline
-(HF_HUB_OFFLINE=1). `transformers serve` renders the organism's chat template, samples
+(HF_HUB_OFFLINE=1). `transformers serve` renders the organism's chat template, generates
 and reports token usage, but returns no log-probabilities: runs here are in generate
 mode, and score mode must be refused in one line. A server that dies or stops mid-run,
 or answers 5xx, must end the run with one line while the completed rounds stay readable.
