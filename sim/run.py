@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agents.backends import make_backend
-from agents.evolution import make_evolution
 from envs.errors import InputError
 from sim import checkpoint
 from sim.build import build_environment, check_run, population, seeds
@@ -87,7 +86,11 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
         deviants=deviants,
         deviants_always=cfg["deviants"]["always"],
     )
-    evolution = make_evolution(cfg["evolution"], backend, env.group, graph, run_dir, seed)
+    evolution = None
+    if cfg["evolution"].get("every"):  # training stack imported only when weights evolve
+        from agents.evolution import make_evolution
+
+        evolution = make_evolution(cfg["evolution"], backend, env.group, graph, run_dir, seed)
     if state is not None:
         checkpoint.load_model_state(model, state)
         if evolution is not None:
@@ -153,7 +156,7 @@ def print_summary(rounds: pl.DataFrame, run_dir: Path) -> None:
 
 def fail(message: str, run_dir: Path | None) -> None:
     """One line, exit 2; a run directory with no recorded round is removed."""
-    if run_dir is not None and not (run_dir / "decisions.parquet").exists():
+    if run_dir is not None and not any((run_dir / "decisions.parquet").glob("part-*.parquet")):
         shutil.rmtree(run_dir, ignore_errors=True)
     elif run_dir is not None and (run_dir / "manifest.json").exists():
         Manifest.read(run_dir).update(status="failed", error=message)
