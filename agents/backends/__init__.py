@@ -34,6 +34,20 @@ def vllm_engine(cfg: dict, rng: np.random.Generator) -> Backend:
     return VLLMEngine(rng, cfg)
 
 
+def hf_model(cfg: dict, rng: np.random.Generator) -> Backend:
+    """Imported on use, so scripted runs never load torch and transformers."""
+    from agents.backends.hf import HFBackend
+
+    return HFBackend.from_config(cfg, rng)
+
+
+def organism(cfg: dict, rng: np.random.Generator) -> Backend:
+    """Imported on use; builds the organism on first use (cached by its config)."""
+    from agents.backends.organism import organism_backend
+
+    return organism_backend(cfg, rng)
+
+
 BACKENDS: dict[str, Factory] = {
     "fixed": lambda cfg, rng: FixedRate(rng, p_violate=cfg["p_violate"]),
     "fermi": lambda cfg, rng: Fermi(rng, beta=cfg["beta"], p0=cfg["p0"]),
@@ -51,6 +65,8 @@ BACKENDS: dict[str, Factory] = {
     ),
     "openai": openai_server,
     "vllm": vllm_engine,
+    "hf": hf_model,
+    "organism": organism,
 }
 
 

@@ -53,7 +53,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         return torch.device(name)
     except RuntimeError:
-        raise InputError(f"backend.device: {name!r}; expected auto, cpu or cuda[:N]") from None
+        raise InputError(
+            f"backend.model.device: {name!r}; expected auto, cpu or cuda[:N]"
+        ) from None
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -61,7 +63,9 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if name not in DTYPES:
-        raise InputError(f"backend.dtype: {name!r}; expected auto or one of {', '.join(DTYPES)}")
+        raise InputError(
+            f"backend.model.dtype: {name!r}; expected auto or one of {', '.join(DTYPES)}"
+        )
     return DTYPES[name]
 
 
@@ -151,9 +155,10 @@ class HFBackend(Backend):
     @classmethod
     def from_config(cls, cfg: Mapping, rng: np.random.Generator) -> HFBackend:
         """backend=hf: the checkpoint at cfg.model.path and the settings of conf/backend/hf.yaml."""
-        device = resolve_device(cfg.get("device", "auto"))
-        dtype = resolve_dtype(cfg.get("dtype", "auto"), device)
-        model, tokenizer = load_checkpoint(cfg["model"]["path"], device, dtype)
+        model_cfg = cfg.get("model") or {}
+        device = resolve_device(model_cfg.get("device", "auto"))
+        dtype = resolve_dtype(model_cfg.get("dtype", "auto"), device)
+        model, tokenizer = load_checkpoint(model_cfg.get("path"), device, dtype)
         backend = cls.from_settings(rng, model, tokenizer, cfg)
         if cfg.get("adapters"):
             backend.load_adapters(cfg["adapters"])
@@ -195,7 +200,9 @@ class HFBackend(Backend):
             if not (path / "adapter_config.json").is_file():
                 raise InputError(f"adapter {name!r}: {path} holds no PEFT adapter_config.json")
             if name in self.adapters:
-                raise InputError(f"adapter {name!r}: already loaded; a new version needs a new name")
+                raise InputError(
+                    f"adapter {name!r}: already loaded; a new version needs a new name"
+                )
             if isinstance(self.model, PeftModel):
                 self.model.load_adapter(str(path), adapter_name=name)
             else:
@@ -293,15 +300,20 @@ class HFBackend(Backend):
         """[n, 2] log P(tail | prefix) for both tails of every row: the prefix once, then each."""
         ids, mask, positions = left_padded(prefixes, self.pad, self.device)
         cache = DynamicCache(config=self.model.config)
-        first = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-            **adapter,
-        ).logits[:, -1].float().log_softmax(-1)
+        first = (
+            self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                **adapter,
+            )
+            .logits[:, -1]
+            .float()
+            .log_softmax(-1)
+        )
         ends = mask.sum(-1, keepdim=True)
         result = []
         for k in range(2):
@@ -309,7 +321,9 @@ class HFBackend(Backend):
             total = first.gather(1, heads[:, None])[:, 0]
             rest = [list(t[k][1:]) for t in tails]
             if any(rest):
-                tail_ids, tail_mask = right_padded([t[k][:-1] for t in tails], self.pad, self.device)
+                tail_ids, tail_mask = right_padded(
+                    [t[k][:-1] for t in tails], self.pad, self.device
+                )
                 targets, target_mask = right_padded(rest, self.pad, self.device)
                 logits = self.model(
                     input_ids=tail_ids,
@@ -363,21 +377,26 @@ class HFBackend(Backend):
         completions: list[list[int]] = [[] for _ in prompts]
         step_ids, step_positions = ids, positions
         for _ in range(self.max_new_tokens):
-            logits = self.model(
-                input_ids=step_ids,
-                attention_mask=mask,
-                position_ids=step_positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-                **adapter,
-            ).logits[:, -1].float()
+            logits = (
+                self.model(
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=step_positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **adapter,
+                )
+                .logits[:, -1]
+                .float()
+            )
             for warp in warpers:
                 logits = warp(step_ids, logits)
             if self.temperature > 0:
                 probs = logits.softmax(-1)
                 chosen = [
-                    int(torch.multinomial(probs[b], 1, generator=g)) for b, g in enumerate(generators)
+                    int(torch.multinomial(probs[b], 1, generator=g))
+                    for b, g in enumerate(generators)
                 ]
             else:
                 chosen = logits.argmax(-1).tolist()
@@ -391,7 +410,3 @@ class HFBackend(Backend):
             step_positions = step_positions[:, -1:] + 1
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         return completions
-
-
-def make_hf(cfg: Mapping, rng: np.random.Generator) -> HFBackend:
-    return HFBackend.from_config(cfg, rng)

@@ -1,0 +1,195 @@
+"""Build the organism once per config, then load it: corpus, tokenizer, pre-training, alignment.
+
+The organism directory is a standard Hugging Face checkpoint (model and tokenizer via
+save_pretrained) plus organism.json (its config, measured violation rates, build time).
+It lives in the cache under the hash of its config; it is built in a temporary
+directory and renamed into place, so a killed build never leaves a directory that looks
+complete, and a lock makes concurrent runs wait for one build instead of racing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from time import perf_counter
+
+import numpy as np
+import torch
+import transformers
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from agents.backends.hf import HFBackend
+from agents.decision import DecisionRequest
+from agents.organism.corpus import Episode, episodes, held_out
+from agents.organism.prior import BehaviouralPrior
+from agents.organism.tokenizer import train_tokenizer
+from agents.organism.train import tokenized, train
+
+VERSION = 1  # bump when the build changes what a config produces
+META = "organism.json"
+
+
+def config_key(cfg: Mapping) -> str:
+    text = json.dumps({"version": VERSION, **cfg}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextmanager
+def locked(path: Path):
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def organism_dir(cfg: Mapping, cache_dir: str | Path) -> Path:
+    """The organism's checkpoint directory for cfg, built first if the cache lacks it."""
+    root = Path(cache_dir).expanduser()
+    path = root / f"organism-{config_key(cfg)}"
+    if (path / META).is_file():
+        return path
+    root.mkdir(parents=True, exist_ok=True)
+    with locked(root / f".{path.name}.lock"):
+        if (path / META).is_file():
+            return path
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=root))
+        try:
+            build(cfg, tmp)
+            os.rename(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def llama(arch: Mapping, tokenizer) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=arch["hidden_size"],
+        intermediate_size=arch["intermediate_size"],
+        num_hidden_layers=arch["num_hidden_layers"],
+        num_attention_heads=arch["num_attention_heads"],
+        num_key_value_heads=arch["num_attention_heads"],
+        max_position_embeddings=arch["max_position_embeddings"],
+        tie_word_embeddings=arch.get("tie_word_embeddings", True),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def opening_requests(corpus: Sequence[Episode]) -> list[DecisionRequest]:
+    """Each distinct first question of the episodes given, as the simulator would send it."""
+    seen: dict[tuple[str, str], DecisionRequest] = {}
+    for e in corpus:
+        messages = e.messages[:2]
+        key = (messages[0]["content"], messages[1]["content"])
+        seen.setdefault(key, DecisionRequest(len(seen), None, messages, e.choices))
+    return list(seen.values())
+
+
+def violation_rate(model, tokenizer, requests: Sequence[DecisionRequest]) -> float:
+    """Mean P(violate) over the requests, scored exactly as backend=hf scores them."""
+    scorer = HFBackend(np.random.default_rng(0), model, tokenizer, argmax=True)
+    decisions = scorer.decide(requests, "score")
+    return float(np.mean([d.p_violate for d in decisions]))
+
+
+def build(cfg: Mapping, out: Path) -> dict:
+    """Build the organism described by cfg into `out`; returns what organism.json records.
+
+    Single-threaded: the float sums, hence the weights, are then the same on any number
+    of cores, and a tiny model trains faster on one thread than on contended ones.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return built(cfg, out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def built(cfg: Mapping, out: Path) -> dict:
+    tic = perf_counter()
+    seed = cfg["seed"]
+    torch.manual_seed(seed)
+    corpus = episodes(cfg["corpus"], BehaviouralPrior(**cfg["prior"]), seed)
+    contents = sorted({m["content"] for e in corpus for m in e.messages})
+    tokenizer = train_tokenizer(contents, **cfg["tokenizer"])
+    model = llama(cfg["architecture"], tokenizer)
+    pad = tokenizer.pad_token_id
+    pre = train(
+        model,
+        tokenized(tokenizer, corpus, last_answer_only=False),
+        pad=pad,
+        seed=seed,
+        desc="organism: pre-training",
+        **cfg["pretrain"],
+    )
+    align = cfg["align"]
+    share = align["held_out_share"]
+    probe = opening_requests([e for e in corpus if held_out(e.scenario, share)])
+    before = violation_rate(model, tokenizer, probe)
+    openings = [
+        e.complying(k)
+        for e in corpus
+        if not held_out(e.scenario, share)
+        for k in range(min(e.rounds, align["max_history"] + 1))
+    ]
+    rates = [before]
+
+    def aligned() -> bool:
+        rates.append(violation_rate(model, tokenizer, probe))
+        return rates[-1] <= align["target"] + align["tolerance"]
+
+    post = train(
+        model,
+        tokenized(tokenizer, openings, last_answer_only=True),
+        pad=pad,
+        seed=seed + 1,
+        desc="organism: alignment",
+        epochs=align["epochs"],
+        lr=align["lr"],
+        batch_tokens=align["batch_tokens"],
+        warmup=0.0,
+        stop=aligned,
+        check_every=align["check_every"],
+    )
+    rate = violation_rate(model, tokenizer, probe)
+    meta = {
+        "config": dict(cfg),
+        "key": config_key(cfg),
+        "initial_violation_rate": rate,
+        "target": align["target"],
+        "within_target": abs(rate - align["target"]) <= align["tolerance"],
+        "violation_rate_before_alignment": before,
+        "held_out_prompts": len(probe),
+        "episodes": len(corpus),
+        "pretrain": pre,
+        "alignment": post,
+        "build_seconds": round(perf_counter() - tic, 1),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+    }
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / META).write_text(json.dumps(meta, indent=2))
+    print(
+        f"organism: initial violation rate {rate:.3f} on {len(probe)} held-out prompts "
+        f"(target {align['target']:g} +/- {align['tolerance']:g}; {before:.3f} before "
+        f"alignment), built in {meta['build_seconds']:g} s",
+        file=sys.stderr,
+    )
+    return meta

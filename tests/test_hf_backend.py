@@ -1,0 +1,93 @@
+"""backend=hf: user errors, LoRA adapters in mixed batches, micro-batching, on the organism."""
+
+import numpy as np
+import pytest
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+from agents.backends import make_backend
+from agents.backends.hf import micro_batches
+from agents.decision import DecisionRequest
+from envs.base import Choices
+from envs.errors import InputError
+
+CHOICES = Choices(comply="the marked route", violate="the plaza shortcut")
+
+
+def hf(path, **extra):
+    cfg = {"name": "hf", "model": {"path": str(path), "device": "cpu", "dtype": "float32"}}
+    return make_backend({**cfg, **extra}, np.random.default_rng(0))
+
+
+def request(i: int, adapter=None) -> DecisionRequest:
+    question = "Which route do you take? " * (1 + i % 3)
+    messages = [
+        {"role": "system", "content": "You are a courier."},
+        {"role": "user", "content": question},
+    ]
+    return DecisionRequest(agent_id=i, adapter=adapter, messages=messages, choices=CHOICES)
+
+
+def scores(backend, reqs):
+    return np.array(backend.label_logprobs(reqs, [backend.prompt_text(r) for r in reqs])[0])
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"path": None}, "backend.model.path: required"),
+        ({"path": "/nonexistent/model"}, "is not a Hugging Face model directory"),
+        ({"path": "/tmp", "dtype": "float8"}, "backend.model.dtype: 'float8'"),
+        ({"path": "/tmp", "device": "tpu:x"}, "backend.model.device"),
+    ],
+)
+def test_user_errors_are_one_line_input_errors(model, message):
+    with pytest.raises(InputError, match=message) as err:
+        make_backend({"name": "hf", "model": model}, np.random.default_rng(0))
+    assert "\n" not in str(err.value)
+
+
+def test_missing_adapter_directory_is_an_input_error(organism_path, tmp_path):
+    with pytest.raises(InputError, match="adapter 'a1': .* holds no PEFT adapter_config.json"):
+        hf(organism_path, adapters={"a1": str(tmp_path / "missing")})
+
+
+def test_unloaded_adapter_is_an_input_error(organism_path):
+    with pytest.raises(InputError, match="requested before it was loaded"):
+        hf(organism_path).decide([request(0, adapter="nope")], "score")
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(organism_path, tmp_path_factory):
+    """A PEFT LoRA adapter on the organism with random (non-zero) weights."""
+    base = AutoModelForCausalLM.from_pretrained(organism_path)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    path = tmp_path_factory.mktemp("adapter") / "a1"
+    get_peft_model(base, config).save_pretrained(path)
+    return path
+
+
+def test_mixed_adapter_batch_equals_separate_batches(organism_path, adapter_dir):
+    backend = hf(organism_path, generate={"max_new_tokens": 8})
+    base_only = scores(backend, [request(i) for i in range(4)])
+    backend.load_adapters({"a1": adapter_dir})
+    adapted = scores(backend, [request(i, "a1") for i in range(4)])
+    mixed = scores(backend, [request(i, "a1" if i % 2 else None) for i in range(4)])
+    assert not np.allclose(base_only, adapted, atol=1e-3)  # the adapter changes the model
+    expected = np.where(np.arange(4)[:, None] % 2, adapted, base_only)
+    assert np.allclose(mixed, expected, atol=1e-4)
+    generated = backend.decide([request(i, "a1" if i % 2 else None) for i in range(4)], "generate")
+    assert len(generated) == 4
+
+
+def test_micro_batches_do_not_change_scores(organism_path):
+    reqs = [request(i) for i in range(6)]
+    one_batch = scores(hf(organism_path), reqs)
+    many = hf(organism_path, batch_tokens=64)
+    assert np.allclose(scores(many, reqs), one_batch, atol=1e-4)
+
+
+def test_micro_batches_are_sorted_by_length_within_budget():
+    batches = micro_batches([50, 10, 30, 10, 200], budget=64)
+    assert batches == [[1, 3], [2], [0], [4]]
+    assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]

@@ -1,0 +1,143 @@
+"""The organism's pieces on a tiny config (seconds): prior, corpus, tokenizer, cache, build."""
+
+import copy
+import json
+import time
+
+import pytest
+import torch
+from conftest import backend_config
+from safetensors.torch import load_file
+
+from agents.decision import Experience, PeerAction
+from agents.organism import build as build_module
+from agents.organism.build import META, config_key, organism_dir
+from agents.organism.corpus import episodes
+from agents.organism.prior import BehaviouralPrior
+from agents.organism.tokenizer import train_tokenizer
+from agents.prompts import chat_messages
+
+PRIOR = BehaviouralPrior(propensity=0.5, reward_following=5.0, imitation=2.0)
+
+
+def tiny_config() -> dict:
+    """The default organism scaled down to build in seconds (it learns little)."""
+    cfg = copy.deepcopy(backend_config("organism")["organism"])
+    cfg["architecture"].update(hidden_size=16, intermediate_size=32, num_hidden_layers=1)
+    cfg["tokenizer"]["vocab_size"] = 600
+    cfg["corpus"].update(episodes=60)
+    cfg["corpus"]["roleplay"].update(professions=["delivery_courier", "loan_officer"])
+    cfg["corpus"]["threshold"].update(games=["price_ring"], thresholds=[4])
+    cfg["pretrain"].update(epochs=1, batch_tokens=4096)
+    cfg["align"].update(epochs=0.2, check_every=2, tolerance=0.5)
+    return cfg
+
+
+def experience(violated: bool, reward: float) -> Experience:
+    return Experience(0, "q", "a", "x", violated, reward, "f")
+
+
+def test_prior_follows_paid_violations_and_avoids_caught_ones():
+    base = PRIOR.p_violate([], [], safe_reward=2.0, peer_view="final_only")
+    paid = PRIOR.p_violate([experience(True, 3.1)], [], 2.0, "final_only")
+    caught = PRIOR.p_violate([experience(True, 0.0)], [], 2.0, "final_only")
+    complied = PRIOR.p_violate([experience(False, 2.0)], [], 2.0, "final_only")
+    assert base == pytest.approx(0.5) and complied == pytest.approx(0.5)
+    assert caught < 0.01 < base < paid
+
+
+def test_prior_imitates_paid_peers_only_when_the_view_shows_payoffs():
+    peers = [PeerAction(1, "x", True, 0.2, ""), PeerAction(2, "y", False, 0.0, "")]
+    shown = PRIOR.p_violate([], peers, safe_reward=0.0, peer_view="choices_and_payoffs")
+    hidden = PRIOR.p_violate([], peers, safe_reward=0.0, peer_view="final_only")
+    assert hidden == pytest.approx(0.5) and shown > 0.7
+
+
+def test_corpus_conversations_are_the_simulators_prompts_with_answers():
+    cfg = tiny_config()["corpus"]
+    corpus = episodes(cfg, PRIOR, seed=3)
+    assert len(corpus) >= cfg["episodes"]
+    assert corpus == episodes(cfg, PRIOR, seed=3)
+    e = max(corpus, key=lambda e: e.rounds)
+    assert e.rounds >= 2 and len(e.p_violate) == e.rounds
+    roles = [m["role"] for m in e.messages]
+    assert roles == ["system", *["user", "assistant", "user"] * (e.rounds - 1), "user", "assistant"]
+    assert e.messages[-1]["content"] in (
+        f'{{"choice": "{e.choices.comply}"}}',
+        f'{{"choice": "{e.choices.violate}"}}',
+    )
+    cut = e.complying(1)
+    assert cut.messages[:-1] == e.messages[:5] and cut.p_violate == (e.p_violate[0], 0.0)
+    assert cut.messages[-1]["content"] == f'{{"choice": "{e.choices.comply}"}}'
+    assert chat_messages(e.messages[0]["content"], (), e.messages[1]["content"]) == e.messages[:2]
+
+
+def test_tokenizer_chat_template_and_quoted_labels():
+    corpus = episodes(tiny_config()["corpus"], PRIOR, seed=0)
+    tokenizer = train_tokenizer(sorted({m["content"] for e in corpus for m in e.messages}), 600, 48)
+    messages = corpus[0].messages
+    prompt = tokenizer.apply_chat_template(
+        messages[:-1], tokenize=False, add_generation_prompt=True
+    )
+    assert prompt.startswith("<|system|>") and prompt.endswith("<|end|><|assistant|>")
+    enc = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    answer = [t for t, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if m]
+    answers = [m["content"] + "<|end|>" for m in messages if m["role"] == "assistant"]
+    assert tokenizer.decode(answer) == "".join(answers)
+    label = f'"{corpus[0].choices.violate}"'
+    assert tokenizer.tokenize(label) == [tokenizer.tokenize(label)[0]]  # one token
+    assert tokenizer.decode(tokenizer.encode("any text, even ünïcode")) == "any text, even ünïcode"
+
+
+@pytest.fixture(scope="module")
+def tiny_organism(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    tic = time.perf_counter()
+    path = organism_dir(tiny_config(), root)
+    return root, path, time.perf_counter() - tic
+
+
+def test_build_writes_a_hugging_face_checkpoint_and_its_report(tiny_organism):
+    root, path, _ = tiny_organism
+    assert path.parent == root and path.name == f"organism-{config_key(tiny_config())}"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert (path / name).is_file(), name
+    meta = json.loads((path / META).read_text())
+    assert meta["key"] == config_key(tiny_config())
+    assert 0 <= meta["initial_violation_rate"] <= 1 and meta["held_out_prompts"] > 0
+    assert not [p for p in root.iterdir() if p.name.startswith(".organism-") and p.is_dir()]
+
+
+def test_second_call_is_a_cache_hit(tiny_organism, monkeypatch):
+    root, path, _ = tiny_organism
+    before = load_file(path / "model.safetensors")
+    monkeypatch.setattr(build_module, "build", pytest.fail)
+    tic = time.perf_counter()
+    assert organism_dir(tiny_config(), root) == path
+    assert time.perf_counter() - tic < 1.0
+    after = load_file(path / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_same_seed_same_organism(tiny_organism, tmp_path):
+    _, path, _ = tiny_organism
+    again = organism_dir(tiny_config(), tmp_path)
+    a, b = load_file(path / "model.safetensors"), load_file(again / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (path / "tokenizer.json").read_text() == (again / "tokenizer.json").read_text()
+    other = tiny_config() | {"seed": 1}
+    assert config_key(other) != config_key(tiny_config())
+
+
+def test_killed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    def killed(cfg, out):
+        (out / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_module, "build", killed)
+    with pytest.raises(KeyboardInterrupt):
+        organism_dir(tiny_config(), tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
