@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM
 from agents.backends import make_backend
 from agents.backends.hf import micro_batches
 from agents.decision import DecisionRequest
+from agents.parsing import decision_json
 from envs.base import Choices
 from envs.errors import InputError
 
@@ -91,3 +92,15 @@ def test_micro_batches_are_sorted_by_length_within_budget():
     batches = micro_batches([50, 10, 30, 10, 200], budget=64)
     assert batches == [[1, 3], [2], [0], [4]]
     assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]
+
+
+def test_scored_tokens_are_those_of_the_whole_text_even_across_a_merge(organism_path):
+    """A prompt whose last characters merge with the answer's `{` falls back to whole texts."""
+    backend = hf(organism_path)
+    reqs = [request(0), request(1)]
+    for suffix in ("", "your final decision in JSON format: "):
+        prompts = [backend.prompt_text(r) + suffix for r in reqs]
+        prefixes, tails, _ = backend.score_inputs(reqs, prompts)
+        for p, r, prefix, tail in zip(prompts, reqs, prefixes, tails, strict=True):
+            for label, own in zip((r.choices.comply, r.choices.violate), tail, strict=True):
+                assert prefix + own == backend.encode([p + decision_json(label)])[0]

@@ -246,18 +246,33 @@ class HFBackend(Backend):
         ]
 
     def score_inputs(self, requests: Sequence[DecisionRequest], prompts: Sequence[str]):
-        """Per request: the tokens both answers share, each answer's own tail, prompt size."""
-        texts = [
-            p + decision_json(label)
-            for p, r in zip(prompts, requests, strict=True)
-            for label in (r.choices.comply, r.choices.violate)
-        ]
-        encoded = self.encode([*texts, *prompts])
-        pairs, n_prompt = encoded[: len(texts)], [len(ids) for ids in encoded[len(texts) :]]
-        shared = [common_prefix_length(pairs[2 * i], pairs[2 * i + 1]) for i in range(len(prompts))]
-        prefixes = [pairs[2 * i][:c] for i, c in enumerate(shared)]
-        tails = [(pairs[2 * i][c:], pairs[2 * i + 1][c:]) for i, c in enumerate(shared)]
-        return prefixes, tails, n_prompt
+        """Per request: the tokens both answers share, each answer's own tail, prompt size.
+
+        Prompts and answers are tokenised apart and joined (a round has few distinct
+        answers) when that gives the tokens of the whole text, as it does for templates
+        whose generation prompt ends in a special token or a newline; the first request
+        checks it, and otherwise every whole text is tokenised.
+        """
+        labels = [(r.choices.comply, r.choices.violate) for r in requests]
+        answers = sorted({decision_json(x) for pair in labels for x in pair})
+        encoded = self.encode([*prompts, *answers, prompts[0] + decision_json(labels[0][0])])
+        prompt_ids, whole = encoded[: len(prompts)], encoded[-1]
+        answer_ids = dict(zip(answers, encoded[len(prompts) : -1], strict=True))
+        if whole == prompt_ids[0] + answer_ids[decision_json(labels[0][0])]:
+            pairs = [
+                [ids + answer_ids[decision_json(x)] for x in pair]
+                for ids, pair in zip(prompt_ids, labels, strict=True)
+            ]
+        else:
+            texts = [
+                p + decision_json(x) for p, pair in zip(prompts, labels, strict=True) for x in pair
+            ]
+            flat = self.encode(texts)
+            pairs = [flat[i : i + 2] for i in range(0, len(flat), 2)]
+        shared = [common_prefix_length(*pair) for pair in pairs]
+        prefixes = [pair[0][:c] for pair, c in zip(pairs, shared, strict=True)]
+        tails = [(pair[0][c:], pair[1][c:]) for pair, c in zip(pairs, shared, strict=True)]
+        return prefixes, tails, [len(ids) for ids in prompt_ids]
 
     def label_logprobs(
         self, requests: Sequence[DecisionRequest], prompts: Sequence[str]
