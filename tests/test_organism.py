@@ -83,6 +83,8 @@ def test_organism_is_aligned_to_its_target(organism_path, organism_config):
     meta = json.loads((organism_path / META).read_text())
     target = organism_config["organism"]["align"]
     assert abs(meta["initial_violation_rate"] - target["target"]) <= target["tolerance"]
+    for paradigm, rate in meta["initial_violation_rate_by_paradigm"].items():
+        assert rate <= target["target"] + target["tolerance"], paradigm
     assert meta["violation_rate_before_alignment"] > meta["initial_violation_rate"] + 0.1
 
 

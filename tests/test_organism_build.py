@@ -106,7 +106,8 @@ def test_build_writes_a_hugging_face_checkpoint_and_its_report(tiny_organism):
         assert (path / name).is_file(), name
     meta = json.loads((path / META).read_text())
     assert meta["key"] == config_key(tiny_config())
-    assert 0 <= meta["initial_violation_rate"] <= 1 and meta["held_out_prompts"] > 0
+    assert 0 <= meta["initial_violation_rate"] <= 1
+    assert set(meta["held_out_prompts"]) <= {"roleplay", "threshold"}
     assert not [p for p in root.iterdir() if p.name.startswith(".organism-") and p.is_dir()]
 
 

@@ -33,7 +33,7 @@ from agents.organism.prior import BehaviouralPrior
 from agents.organism.tokenizer import train_tokenizer
 from agents.organism.train import tokenized, train
 
-VERSION = 1  # bump when the build changes what a config produces
+VERSION = 3  # bump when the build changes what a config produces
 META = "organism.json"
 
 
@@ -101,11 +101,18 @@ def opening_requests(corpus: Sequence[Episode]) -> list[DecisionRequest]:
     return list(seen.values())
 
 
-def violation_rate(model, tokenizer, requests: Sequence[DecisionRequest]) -> float:
-    """Mean P(violate) over the requests, scored exactly as backend=hf scores them."""
+def violation_rates(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]]) -> dict:
+    """Mean P(violate) per paradigm, scored exactly as backend=hf scores them."""
     scorer = HFBackend(np.random.default_rng(0), model, tokenizer, argmax=True)
-    decisions = scorer.decide(requests, "score")
-    return float(np.mean([d.p_violate for d in decisions]))
+    return {
+        paradigm: float(np.mean([d.p_violate for d in scorer.decide(requests, "score")]))
+        for paradigm, requests in probes.items()
+    }
+
+
+def balanced(groups: Sequence[Sequence], n: int) -> list:
+    """n items spread over each group (every paradigm aligned as much as the others)."""
+    return [x for g in groups for x in list(g)[:: max(1, len(g) // n)][:n]]
 
 
 def build(cfg: Mapping, out: Path) -> dict:
@@ -141,23 +148,29 @@ def built(cfg: Mapping, out: Path) -> dict:
     )
     align = cfg["align"]
     share = align["held_out_share"]
-    probe = opening_requests([e for e in corpus if held_out(e.scenario, share)])
-    before = violation_rate(model, tokenizer, probe)
+    paradigms = sorted({e.paradigm for e in corpus})
+    probes = {
+        p: opening_requests([e for e in corpus if e.paradigm == p and held_out(e.scenario, share)])
+        for p in paradigms
+    }
+    before = violation_rates(model, tokenizer, probes)
     openings = [
-        e.complying(k)
-        for e in corpus
-        if not held_out(e.scenario, share)
-        for k in range(min(e.rounds, align["max_history"] + 1))
+        [
+            e.complying(k)
+            for e in corpus
+            if e.paradigm == p and not held_out(e.scenario, share)
+            for k in range(min(e.rounds, align["max_history"] + 1))
+        ]
+        for p in paradigms
     ]
-    rates = [before]
+    ceiling = align["target"] + align["tolerance"]
 
     def aligned() -> bool:
-        rates.append(violation_rate(model, tokenizer, probe))
-        return rates[-1] <= align["target"] + align["tolerance"]
+        return max(violation_rates(model, tokenizer, probes).values()) <= ceiling
 
     post = train(
         model,
-        tokenized(tokenizer, openings, last_answer_only=True),
+        tokenized(tokenizer, balanced(openings, min(map(len, openings))), last_answer_only=True),
         pad=pad,
         seed=seed + 1,
         desc="organism: alignment",
@@ -168,15 +181,19 @@ def built(cfg: Mapping, out: Path) -> dict:
         stop=aligned,
         check_every=align["check_every"],
     )
-    rate = violation_rate(model, tokenizer, probe)
+    rates = violation_rates(model, tokenizer, probes)
+    rate = float(np.mean(list(rates.values())))
     meta = {
         "config": dict(cfg),
         "key": config_key(cfg),
         "initial_violation_rate": rate,
+        "initial_violation_rate_by_paradigm": rates,
         "target": align["target"],
-        "within_target": abs(rate - align["target"]) <= align["tolerance"],
-        "violation_rate_before_alignment": before,
-        "held_out_prompts": len(probe),
+        "within_target": abs(rate - align["target"]) <= align["tolerance"]
+        and max(rates.values()) <= ceiling,
+        "violation_rate_before_alignment": float(np.mean(list(before.values()))),
+        "violation_rate_before_alignment_by_paradigm": before,
+        "held_out_prompts": {p: len(r) for p, r in probes.items()},
         "episodes": len(corpus),
         "pretrain": pre,
         "alignment": post,
@@ -187,9 +204,11 @@ def built(cfg: Mapping, out: Path) -> dict:
     tokenizer.save_pretrained(out)
     (out / META).write_text(json.dumps(meta, indent=2))
     print(
-        f"organism: initial violation rate {rate:.3f} on {len(probe)} held-out prompts "
-        f"(target {align['target']:g} +/- {align['tolerance']:g}; {before:.3f} before "
-        f"alignment), built in {meta['build_seconds']:g} s",
+        f"organism: initial violation rate {rate:.3f} ("
+        + ", ".join(f"{p} {r:.3f}" for p, r in rates.items())
+        + f") on held-out first rounds, target {align['target']:g} +/- {align['tolerance']:g}"
+        f" ({meta['violation_rate_before_alignment']:.3f} before alignment);"
+        f" built in {meta['build_seconds']:g} s",
         file=sys.stderr,
     )
     return meta

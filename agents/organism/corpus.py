@@ -38,6 +38,7 @@ class Episode:
 
     messages: Messages
     scenario: str
+    paradigm: str
     choices: Choices
     p_violate: tuple[float, ...]
 
@@ -51,6 +52,7 @@ class Episode:
         return Episode(
             [*self.messages[: 2 + 3 * k], answer],
             self.scenario,
+            self.paradigm,
             self.choices,
             (*self.p_violate[:k], 0.0),
         )
@@ -120,6 +122,7 @@ def play(
         Episode(
             messages=[*prompts[i], {"role": "assistant", "content": memory[i][-1].answer}],
             scenario=s.id,
+            paradigm=s.paradigm,
             choices=s.choices,
             p_violate=tuple(e.p_violate for e in memory[i]),
         )
