@@ -24,7 +24,7 @@ from envs.errors import InputError
 from sim.build import build_environment, population, seeds
 from sim.model import TippingModel
 from sim.recorder import Recorder
-from tests.test_foundation_cli import sim_run
+from tests.helpers import sim_run
 
 CHOICES = Choices(comply="C", violate="V")
 LT = {

@@ -1,5 +1,6 @@
-"""Self-evolution in weights on the organism: drift, KL brake, crash safety."""
+"""Self-evolution in weights on the organism: drift, KL brake, plain-PEFT reload, crash safety."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -9,8 +10,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.test_foundation_cli import ROOT, sim_run
+from agents.parsing import decision_json
+from envs.catalog import load_templates
+from tests.helpers import ROOT, sim_run
 
 SMALL = [
     "experiment=atp_sa",
@@ -83,3 +89,43 @@ def test_updates_and_adapter_files_agree_after_crashes(tmp_path, organism_path):
     assert updates.height == updates.select("owner", "version").n_unique()  # no duplicate rows
     used = set(pl.read_parquet(tmp_path / "decisions.parquet")["adapter"].drop_nulls())
     assert used <= set(updates["name"])
+
+
+def p_violate(model, tokenizer, messages: list[dict], template: dict) -> float:
+    """P(violate) normalised over the two whole answers, each from one plain forward."""
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    own = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    logprob = {}
+    for key in ("comply", "violate"):
+        ids = tokenizer(prompt + decision_json(template[key]), add_special_tokens=False)
+        ids = ids["input_ids"]
+        start = next(i for i, (a, b) in enumerate(zip([*own, None], ids, strict=False)) if a != b)
+        with torch.no_grad():
+            logp = model(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)
+        logprob[key] = sum(float(logp[i - 1, ids[i]]) for i in range(start, len(ids)))
+    return float(1.0 / (1.0 + np.exp(logprob["comply"] - logprob["violate"])))
+
+
+def test_adapters_reload_with_plain_peft_and_reproduce_recorded_p_violate(tmp_path, organism_path):
+    """Per-agent adapters, decided in one mixed-adapter batch, against plain PeftModels."""
+    args = ["evolution=sft", "evolution.every=1", "evolution.sharing=per_agent", "run.rounds=3"]
+    out = sim_run(*SMALL, *args, "run.record_prompts=true", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    d = pl.read_parquet(tmp_path / "decisions.parquet")
+    assert d["adapter"].drop_nulls().n_unique() == 8  # 4 agents x versions 1 and 2
+    templates = load_templates("professions")
+    tokenizer = AutoTokenizer.from_pretrained(organism_path)
+    base = AutoModelForCausalLM.from_pretrained(organism_path).eval()
+    moved = []
+    for row in d.filter(pl.col("round") == 2).iter_rows(named=True):
+        owner, version = row["adapter"].rsplit("-v", 1)
+        messages = json.loads(row["prompt"])
+        template = templates[row["scenario"].split("/")[0]]
+        model = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(organism_path),
+            tmp_path / "adapters" / owner / f"v{version}",
+        ).eval()
+        reloaded = p_violate(model, tokenizer, messages, template)
+        assert reloaded == pytest.approx(row["p_violate"], abs=1e-4), row["adapter"]
+        moved.append(abs(reloaded - p_violate(base, tokenizer, messages, template)))
+    assert len(moved) == 4 and max(moved) > 1e-3  # the adapters did change the model

@@ -1,7 +1,6 @@
 """The Hydra entry point as a user runs it: records, determinism, crashes, bad input."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,20 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, sim_run
+
 ATP = ROOT.parent / "shared" / "atp"
 FAST = ["backend=reward_following", "run.progress=false", "run.report=false"]
-
-
-def sim_run(*args, cwd=ROOT, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "sim.run", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
-    )
 
 
 def decisions(run_dir: Path) -> pl.DataFrame:

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from sim import checkpoint
-from tests.test_foundation_cli import ROOT, sim_run
+from tests.helpers import ROOT, sim_run
 
 # reward-following with imitation: decisions depend on memory, peers, capital and RNG state
 ARGS = [

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tests.test_foundation_cli import sim_run
+from tests.helpers import sim_run
 
 ARGS = [
     "experiment=atp_ma",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -58,7 +59,9 @@ class LoraTrainer:
         if isinstance(model, PeftModel):
             model.add_adapter(v.name, self.config)
         else:
-            self.backend.model = get_peft_model(model, self.config, adapter_name=v.name)
+            with warnings.catch_warnings():  # PEFT reads an attribute transformers 5 deprecates
+                warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+                self.backend.model = get_peft_model(model, self.config, adapter_name=v.name)
         if v.parent is not None:
             for layer in self.backend.model.modules():
                 if isinstance(layer, LoraLayer) and v.parent in layer.lora_A:
@@ -144,5 +147,11 @@ class LoraTrainer:
         return tmp / v.name
 
     def retire(self, name: str) -> None:
-        """Drop an adapter no agent uses any more from the model (its files stay)."""
-        self.backend.model.delete_adapter(name)
+        """Drop an adapter no agent uses any more from the model (its files stay).
+
+        PEFT warns when the deleted adapter was its "active" one; decisions and training
+        name their adapters per row, so which one PEFT calls active does not matter here.
+        """
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
+            self.backend.model.delete_adapter(name)
