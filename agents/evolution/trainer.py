@@ -60,7 +60,7 @@ class LoraTrainer:
             model.add_adapter(v.name, self.config)
         else:
             with warnings.catch_warnings():  # PEFT reads an attribute transformers 5 deprecates
-                warnings.filterwarnings("ignore", message=".is_gradient_checkpointing. is deprecated")
+                warnings.filterwarnings("ignore", message=".is_gradient_checkpointing.")
                 self.backend.model = get_peft_model(model, self.config, adapter_name=v.name)
         if v.parent is not None:
             for layer in self.backend.model.modules():
