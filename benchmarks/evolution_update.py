@@ -3,9 +3,10 @@
 Batched: every agent's new adapter version trains in the same forward/backward passes
 (PEFT mixed-adapter batches; each adapter still gets exactly its own gradient).
 One at a time: the same update as a loop over agents, one adapter per pass.
-Both train the same examples with the same settings, side by side in one process.
+Both train the same examples with the same settings, side by side in one process, each
+on a freshly loaded model, alternating which goes first; the best of --repeats is kept.
 
-    python benchmarks/evolution_update.py --model PATH [--agents 8 64] [--rounds 2]
+    python benchmarks/evolution_update.py [--model PATH] [--agents 8 64] [--rounds 4]
 
 PATH is a local Hugging Face model directory (e.g. the organism in ~/.cache/tiplab);
 without --model the default organism is built or taken from the cache.
@@ -19,13 +20,16 @@ import tempfile
 from pathlib import Path
 from time import perf_counter
 
+import networkx as nx
 import numpy as np
 import torch
 import yaml
+from omegaconf import OmegaConf
 
 from agents.backends.hf import HFBackend, load_checkpoint
 from agents.evolution.evolution import Evolution
 from agents.evolution.trainer import LoraTrainer
+from agents.organism.build import organism_dir
 from sim.build import build_environment, seeds
 from sim.model import TippingModel
 from sim.recorder import Recorder
@@ -34,33 +38,36 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_model() -> Path:
-    from agents.backends import make_backend
+    cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/backend/organism.yaml"), resolve=True)
+    return organism_dir(cfg["organism"], cfg["cache_dir"])
 
-    cfg = yaml.safe_load((ROOT / "conf/backend/organism.yaml").read_text())
-    return Path(make_backend(cfg, np.random.default_rng(0)).path)
+
+def fresh_backend(model_dir: Path, rng) -> HFBackend:
+    model, tokenizer = load_checkpoint(model_dir, torch.device("cpu"), torch.float32)
+    return HFBackend(rng, model, tokenizer)
 
 
 def played_rounds(model_dir: Path, n_agents: int, rounds: int, work: Path):
     """A role-play population that has played `rounds` rounds: its experience to learn from."""
     env_cfg = yaml.safe_load((ROOT / "conf/env/roleplay.yaml").read_text())
-    env_cfg.update(professions="all", payoffs=[[1.0, 3.1]], schedule="alternating")
+    env_cfg.update(schedule="alternating", replicates=-(-n_agents // 76))  # 19 x 4 items
     rng = seeds(0)
     env = build_environment(env_cfg, rounds, rng["env"])
     env.scenarios, env.group = env.scenarios[:n_agents], env.group[:n_agents]
-    import networkx as nx
-
+    assert env.n_agents == n_agents, f"the role-play grid has only {env.n_agents} items"
     graph = nx.empty_graph(n_agents)
-    model, tokenizer = load_checkpoint(model_dir, torch.device("cpu"), torch.float32)
-    backend = HFBackend(rng["policy"], model, tokenizer)
+    backend = fresh_backend(model_dir, rng["policy"])
     sim = TippingModel(env, backend, graph, Recorder(work / "run", "bench"), seed=0)
     history = []
     for _ in range(rounds):
         sim.step()
         history.append(sim.last_round)
-    return backend, env, history
+    return env, history
 
 
-def update_seconds(backend, env, history, work: Path, batched: bool) -> float:
+def update_seconds(model_dir: Path, env, history, work: Path, batched: bool) -> float:
+    """Wall time of one update of every agent's adapter on a freshly loaded model."""
+    backend = fresh_backend(model_dir, np.random.default_rng(0))
     cfg = yaml.safe_load((ROOT / "conf/evolution/pg.yaml").read_text())
     cfg.update(every=len(history), window=len(history))
     trainer = LoraTrainer(backend, cfg["lora"], cfg["lr"], cfg["steps"], cfg["batch_size"], 0)
@@ -87,6 +94,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--agents", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--rounds", type=int, default=4, help="rounds of experience per update")
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     model_dir = args.model or default_model()
     torch.manual_seed(0)
@@ -95,9 +103,12 @@ def main() -> None:
         print(f"model: {model_dir}")
         print(f"{'agents':>6} {'one at a time (s)':>18} {'batched (s)':>12} {'ratio':>7}")
         for n in args.agents:
-            backend, env, history = played_rounds(model_dir, n, args.rounds, work)
-            single = update_seconds(backend, env, history, work, batched=False)
-            batched = update_seconds(backend, env, history, work, batched=True)
+            env, history = played_rounds(model_dir, n, args.rounds, work)
+            times = {True: [], False: []}
+            for r in range(args.repeats):
+                for batched in (r % 2 == 0, r % 2 == 1):
+                    times[batched].append(update_seconds(model_dir, env, history, work, batched))
+            single, batched = min(times[False]), min(times[True])
             print(f"{n:>6} {single:>18.2f} {batched:>12.2f} {single / batched:>6.1f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
