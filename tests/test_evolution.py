@@ -14,7 +14,15 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from agents.backends import make_backend
+from agents.decision import DecisionRequest
+from agents.evolution.buffer import Sample
+from agents.evolution.data import Example
+from agents.evolution.lineage import Version
+from agents.evolution.objectives import pg_loss
+from agents.evolution.trainer import LoraTrainer
 from agents.parsing import decision_json
+from envs.base import Choices
 from envs.catalog import load_templates
 from tests.helpers import ROOT, sim_run
 
@@ -129,3 +137,50 @@ def test_adapters_reload_with_plain_peft_and_reproduce_recorded_p_violate(tmp_pa
         assert reloaded == pytest.approx(row["p_violate"], abs=1e-4), row["adapter"]
         moved.append(abs(reloaded - p_violate(base, tokenizer, messages, template)))
     assert len(moved) == 4 and max(moved) > 1e-3  # the adapters did change the model
+
+
+def lora_weights(model, name: str) -> dict[str, torch.Tensor]:
+    """The named adapter's LoRA matrices, keyed by their name without the adapter's."""
+    return {
+        n.replace(f".{name}.", "."): p.detach().clone()
+        for n, p in model.named_parameters()
+        if f".{name}." in n
+    }
+
+
+def test_adapters_trained_together_follow_their_alone_trajectories(organism_path):
+    """Batched training of several owners = each owner trained alone (multi-batch, 2 steps)."""
+    choices = Choices(comply="the marked route", violate="the plaza shortcut")
+    rng = np.random.default_rng(0)
+
+    def example(owner: str, i: int) -> Example:
+        messages = [
+            {"role": "system", "content": f"You are courier {owner}."},
+            {"role": "user", "content": "Which route do you take? " * (1 + i % 3)},
+        ]
+        request = DecisionRequest(agent_id=i, adapter=None, messages=messages, choices=choices)
+        label = int(rng.integers(2))
+        sample = Sample(owner, request, bool(label), float(label), None, 0, "s")
+        return Example(sample, label, float(rng.normal()))
+
+    jobs = [
+        (Version(o, 1, None), [example(o, i) for i in range(n)])
+        for o, n in (("a", 5), ("b", 2), ("c", 4))
+    ]
+
+    def trained(groups):
+        backend = make_backend(
+            {"name": "hf", "model": {"path": str(organism_path), "device": "cpu"}},
+            np.random.default_rng(0),
+        )
+        lora = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+        trainer = LoraTrainer(backend, lora, lr=0.01, steps=2, batch_size=2, seed=0)
+        for group in groups:
+            trainer.train(group, pg_loss, beta=0.0, reference_is_parent=False)
+        return {v.name: lora_weights(backend.model, v.name) for v, _ in jobs}
+
+    together, alone = trained([jobs]), trained([[job] for job in jobs])
+    for name, weights in together.items():
+        assert any(w.abs().max() > 1e-3 for k, w in weights.items() if "lora_B" in k), name
+        for key, w in weights.items():
+            torch.testing.assert_close(w, alone[name][key], rtol=1e-4, atol=1e-6, msg=name + key)

@@ -2,10 +2,9 @@
 
 Each new version is a new PEFT adapter initialised from its parent's weights (a fresh
 LoRA, i.e. the identity, for a first version). All versions of one update train
-together: every batch mixes owners through PEFT's `adapter_names=` routing (the model
-stays in eval mode, which PEFT requires for mixed batches; LoRA dropout is 0), and the
-loss is the sum over owners of each owner's mean loss, so every adapter receives exactly
-the gradient it would get if trained alone.
+together: every forward mixes owners through PEFT's `adapter_names=` routing (the model
+stays in eval mode, which PEFT requires for mixed batches; LoRA dropout is 0), yet each
+adapter follows exactly the trajectory it would follow if trained alone (see `train`).
 """
 
 from __future__ import annotations
@@ -83,6 +82,20 @@ class LoraTrainer:
                 ]
             )
 
+    def trainable(self, names: set[str]) -> list[torch.nn.Parameter]:
+        """Unfreeze exactly the named adapters' LoRA weights; returns them."""
+        params = []
+        for n, p in self.backend.model.named_parameters():
+            p.requires_grad_(any(f".{name}." in n for name in names))
+            if p.requires_grad:
+                params.append(p)
+        return params
+
+    def owner_batches(self, rows: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        """One pass over an owner's rows: shuffled by its own RNG, cut into batches."""
+        order = rows[rng.permutation(len(rows))]
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
     def train(
         self,
         jobs: Sequence[tuple[Version, list[Example]]],
@@ -90,54 +103,58 @@ class LoraTrainer:
         beta: float,
         reference_is_parent: bool,
     ) -> dict[str, dict]:
-        """Train every job's new version; returns per version its loss, KL and sample count."""
+        """Train every job's new version; returns per version its loss, KL and sample count.
+
+        Every owner shuffles its own examples with an RNG seeded by its version's name and
+        cuts them into batches of `batch_size`; step k of all owners shares forward passes
+        (chunks of `batch_size` rows, gradients accumulated) and one optimiser step. Each
+        row's loss is divided by its owner's batch size, and an owner absent from a step
+        has no gradient, so AdamW leaves it alone: every adapter takes exactly the steps,
+        on exactly the batches, it would take if trained alone.
+        """
         for v, _ in jobs:
             self.add(v)
-        model = self.backend.model
-        names = {v.name for v, _ in jobs}
-        params = []
-        for n, p in model.named_parameters():
-            p.requires_grad_(any(f".{name}." in n for name in names))
-            if p.requires_grad:
-                params.append(p)
-        ref = self.reference(jobs, reference_is_parent)
+        params = self.trainable({v.name for v, _ in jobs})
         rows = [(v, ex) for v, examples in jobs for ex in examples]
-        owner_size = {v.name: len(examples) for v, examples in jobs}
+        ref = self.reference(jobs, reference_is_parent)
+        ends = np.cumsum([len(examples) for _, examples in jobs])
+        owned = [np.arange(end - len(ex), end) for (_, ex), end in zip(jobs, ends, strict=True)]
+        rngs = [np.random.default_rng(stable_seed(self.seed, v.name)) for v, _ in jobs]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
-        rng = np.random.default_rng(stable_seed(self.seed, sorted(names)))
-        last: dict[str, list[tuple[float, float]]] = {}
+        last = torch.zeros(len(rows), 2)
         for _ in range(self.steps):
-            order = rng.permutation(len(rows))
-            last = {name: [] for name in names}
-            for start in range(0, len(rows), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                versions = [rows[i][0] for i in batch]
-                examples = [rows[i][1] for i in batch]
-                logp = self.backend.label_logprob_tensor(
-                    [ex.sample.request for ex in examples], [v.name for v in versions]
-                )
-                loss, kl = objective(
-                    logp,
-                    ref[batch],
-                    torch.tensor([ex.label for ex in examples]),
-                    torch.tensor([ex.weight for ex in examples], dtype=logp.dtype),
-                    beta,
-                )
-                scale = torch.tensor([1.0 / owner_size[v.name] for v in versions], dtype=logp.dtype)
+            passes = [self.owner_batches(idx, rng) for idx, rng in zip(owned, rngs, strict=True)]
+            for k in range(max(len(p) for p in passes)):
+                step = [p[k] for p in passes if k < len(p)]
+                index = np.concatenate(step)
+                scale = torch.cat([torch.full((len(b),), 1.0 / len(b)) for b in step])
                 optimizer.zero_grad()
-                (loss * scale).sum().backward()
+                for i in range(0, len(index), self.batch_size):
+                    chunk = index[i : i + self.batch_size]
+                    versions = [rows[j][0] for j in chunk]
+                    examples = [rows[j][1] for j in chunk]
+                    logp = self.backend.label_logprob_tensor(
+                        [ex.sample.request for ex in examples], [v.name for v in versions]
+                    )
+                    loss, kl = objective(
+                        logp,
+                        ref[chunk],
+                        torch.tensor([ex.label for ex in examples]),
+                        torch.tensor([ex.weight for ex in examples], dtype=logp.dtype),
+                        beta,
+                    )
+                    (loss * scale[i : i + len(chunk)].to(loss)).sum().backward()
+                    last[chunk] = torch.stack([loss, kl], 1).detach().float().cpu()
                 optimizer.step()
-                for v, lo, k in zip(versions, loss.tolist(), kl.tolist(), strict=True):
-                    last[v.name].append((lo, k))
         for p in params:
             p.requires_grad_(False)
         return {
             v.name: {
-                "loss": float(np.mean([x[0] for x in last[v.name]])),
-                "kl": float(np.mean([x[1] for x in last[v.name]])),
+                "loss": float(last[idx, 0].mean()),
+                "kl": float(last[idx, 1].mean()),
                 "samples": len(examples),
             }
-            for v, examples in jobs
+            for (v, examples), idx in zip(jobs, owned, strict=True)
         }
 
     def save(self, v: Version, into: Path) -> Path:
