@@ -103,11 +103,10 @@ class Evolution:
         )
         wall = perf_counter() - tic
         self.lineage.root.mkdir(parents=True, exist_ok=True)
+        written = self.trainer.save([v for v, _, _ in jobs], self.lineage.root)
         rows = []
         for v, _, samples in jobs:
-            written = self.trainer.save(v, self.lineage.root)
-            self.lineage.commit(v, written)
-            shutil.rmtree(written.parent)
+            self.lineage.commit(v, written / v.name)
             if v.parent is not None:
                 self.trainer.retire(v.parent)
             rows.append(
@@ -123,6 +122,7 @@ class Evolution:
                     "wall_s": wall,
                 }
             )
+        shutil.rmtree(written)
         self.trainer.backend.adapters.update({v.name: self.lineage.path(v) for v, _, _ in jobs})
         return {v.owner: v.name for v, _, _ in jobs}, rows
 

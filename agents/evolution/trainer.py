@@ -157,11 +157,18 @@ class LoraTrainer:
             for (v, examples), idx in zip(jobs, owned, strict=True)
         }
 
-    def save(self, v: Version, into: Path) -> Path:
-        """Write v in PEFT's layout to a fresh directory under `into`; returns it."""
+    def save(self, versions: Sequence[Version], into: Path) -> Path:
+        """Write the versions in PEFT's layout to <fresh directory in `into`>/<name>.
+
+        One `save_pretrained` call for all of them, handed the LoRA weights once (PEFT
+        otherwise rebuilds the model's state dict, and its model card, per adapter).
+        Returns the fresh directory; the caller moves the versions into place.
+        """
         tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=into))
-        self.backend.model.save_pretrained(tmp, selected_adapters=[v.name])
-        return tmp / v.name
+        model = self.backend.model
+        lora = {k: v for k, v in model.state_dict().items() if "lora_" in k}
+        model.save_pretrained(tmp, selected_adapters=[v.name for v in versions], state_dict=lora)
+        return tmp
 
     def retire(self, name: str) -> None:
         """Drop an adapter no agent uses any more from the model (its files stay).
