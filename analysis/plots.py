@@ -47,6 +47,13 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
+def _empty_figure(fig: Figure, ax, text: str, title: str, path) -> Figure:
+    """A figure saying why it has nothing to show, so a report keeps every panel."""
+    _empty(ax, text)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
 def group_labels(frame: pl.DataFrame, by: Sequence[str]) -> list[tuple[str, pl.DataFrame]]:
     """(label, rows) per group of `by`, in sorted order: "a=1, b=x", or "all" with no by."""
     if not by:
@@ -85,9 +92,7 @@ def plot_tipping_curves(
     ax = fig.add_subplot()
     groups = group_labels(rates, by)
     if rates.is_empty() or rates.get_column("violation_rate").null_count() == rates.height:
-        _empty(ax, "no valid decisions recorded")
-        ax.set_title(title)
-        return _save(fig, path)
+        return _empty_figure(fig, ax, "no valid decisions recorded", title, path)
     p_groups = dict(group_labels(p_curve, by)) if p_curve is not None else {}
     for i, (label, rows) in enumerate(groups[:MAX_LINES]):
         color = COLORS[i % len(COLORS)]
@@ -143,9 +148,7 @@ def plot_survival(
     fig = _figure()
     ax = fig.add_subplot()
     if survival.is_empty():
-        _empty(ax, "no units to follow")
-        ax.set_title(title)
-        return _save(fig, path)
+        return _empty_figure(fig, ax, "no units to follow", title, path)
     for i, (label, rows) in enumerate(group_labels(survival, by)[:MAX_LINES]):
         color = COLORS[i % len(COLORS)]
         t = rows.get_column("time").to_numpy().astype(float)
@@ -253,9 +256,8 @@ def plot_exposure_response(
     fig = _figure()
     ax = fig.add_subplot()
     if response.is_empty():
-        _empty(ax, "no neighbours recorded (no graph, or a single round)")
-        ax.set_title(title)
-        return _save(fig, path)
+        why = "no neighbours recorded (no graph, or a single round)"
+        return _empty_figure(fig, ax, why, title, path)
     groups = group_labels(response, by)[:MAX_LINES]
     width = 0.6 / max(len(groups), 1)
     for i, (label, rows) in enumerate(groups):
@@ -309,9 +311,7 @@ def plot_phase_diagram(
     fig = _figure(6.5, 4.8 if y else 2.6)
     ax = fig.add_subplot()
     if phase.is_empty():
-        _empty(ax, "no runs")
-        ax.set_title(title)
-        return _save(fig, path)
+        return _empty_figure(fig, ax, "no runs", title, path)
     xs = sorted(phase.get_column(x).unique().drop_nulls().to_list())
     ys = sorted(phase.get_column(y).unique().drop_nulls().to_list()) if y else [None]
     grid = np.full((len(ys), len(xs)), np.nan)

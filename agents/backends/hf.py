@@ -306,16 +306,9 @@ class HFBackend(Backend):
         prefixes, tails, _ = self.score_inputs(requests, prompts)
         return self.tail_logprobs(prefixes, tails, {"adapter_names": list(adapter_names)})
 
-    def tail_logprobs(
-        self,
-        prefixes: Sequence[Sequence[int]],
-        tails: Sequence[tuple[Sequence[int], Sequence[int]]],
-        adapter: dict,
-    ) -> torch.Tensor:
-        """[n, 2] log P(tail | prefix) for both tails of every row: the prefix once, then each."""
-        ids, mask, positions = left_padded(prefixes, self.pad, self.device)
-        cache = DynamicCache(config=self.model.config)
-        first = (
+    def last_logits(self, ids, mask, positions, cache: DynamicCache, adapter: dict):
+        """[n, vocab] float logits at each row's last position; `cache` grows by `ids`."""
+        return (
             self.model(
                 input_ids=ids,
                 attention_mask=mask,
@@ -327,8 +320,18 @@ class HFBackend(Backend):
             )
             .logits[:, -1]
             .float()
-            .log_softmax(-1)
         )
+
+    def tail_logprobs(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        tails: Sequence[tuple[Sequence[int], Sequence[int]]],
+        adapter: dict,
+    ) -> torch.Tensor:
+        """[n, 2] log P(tail | prefix) for both tails of every row: the prefix once, then each."""
+        ids, mask, positions = left_padded(prefixes, self.pad, self.device)
+        cache = DynamicCache(config=self.model.config)
+        first = self.last_logits(ids, mask, positions, cache, adapter).log_softmax(-1)
         ends = mask.sum(-1, keepdim=True)
         result = []
         for k in range(2):
@@ -392,19 +395,7 @@ class HFBackend(Backend):
         completions: list[list[int]] = [[] for _ in prompts]
         step_ids, step_positions = ids, positions
         for _ in range(self.max_new_tokens):
-            logits = (
-                self.model(
-                    input_ids=step_ids,
-                    attention_mask=mask,
-                    position_ids=step_positions,
-                    past_key_values=cache,
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **adapter,
-                )
-                .logits[:, -1]
-                .float()
-            )
+            logits = self.last_logits(step_ids, mask, step_positions, cache, adapter)
             for warp in warpers:
                 logits = warp(step_ids, logits)
             if self.temperature > 0:
