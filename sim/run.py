@@ -8,6 +8,7 @@ skipped if complete; `resume=PATH` re-runs a run (or a sweep) in its own directo
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import uuid
@@ -51,6 +52,13 @@ def previous_run(run_dir: Path, cfg: dict) -> Manifest | None:
     return manifest
 
 
+def quiet_library_bars() -> None:
+    """run.progress=false: no progress bars from the Hugging Face libraries either."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers reads it on import
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
 def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.DataFrame:
     """Play cfg's experiment into run_dir (continuing a run left there); returns the rounds."""
     check_run(cfg)
@@ -59,6 +67,8 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
     if previous is not None and previous.data["status"] == "complete":
         print(f"already complete, nothing to do: {run_dir}", file=sys.stderr)
         return pl.read_parquet(run_dir / "rounds.parquet")
+    if not cfg["run"]["progress"]:
+        quiet_library_bars()
     rng = seeds(seed)
     env = build_environment(cfg["env"], rounds, rng["env"])
     graph, deviants = population(cfg, env, rng)
