@@ -1,6 +1,6 @@
 """The analysis metric pipeline on a large synthetic decisions table: polars vs pandas.
 
-    python benchmarks/analysis_scale.py [--rows 10000000] [--repeat 1]
+    python benchmarks/analysis_scale.py [--rows 10000000] [--repeat 3]
 
 One process builds a synthetic decisions table (runs x rounds x agents, two config
 columns), then computes with `analysis.metrics` (polars) and with the same computation
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_000_000, help="decisions (default 1e7)")
     parser.add_argument("--rounds", type=int, default=200, help="rounds per run")
     parser.add_argument("--runs", type=int, default=40, help="runs (configs x seeds)")
-    parser.add_argument("--repeat", type=int, default=1, help="best of N timings")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N timings, each side")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
