@@ -313,7 +313,7 @@ class HFBackend(Backend):
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
                 **adapter,
@@ -347,7 +347,7 @@ class HFBackend(Backend):
                     input_ids=tail_ids,
                     attention_mask=torch.cat([mask, tail_mask], dim=1),
                     position_ids=ends + torch.arange(tail_ids.shape[1], device=self.device),
-                    past_key_values=cache,
+                    cache=cache,
                     use_cache=True,
                     **adapter,
                 ).logits.float()
