@@ -332,6 +332,18 @@ def test_exposure_response_without_neighbours_is_empty():
     assert exposure_response(d).height == 0
 
 
+def test_transitions_pair_only_an_agents_consecutive_rounds():
+    d = frame(
+        run_id=["r1", "r1", "r1", "r1", "r2", "r2"],
+        agent=[0, 0, 1, 1, 0, 0],
+        round=[0, 2, 0, 1, 0, 1],  # r1's agent 0 skips round 1
+        violated=[False, True, False, True, False, False],
+        n_violating_neighbors=[None, 1, None, 2, None, 0],
+    )
+    out = exposure_response(d)
+    assert out.select("exposure", "n_at_risk", "n_switched").rows() == [(0, 1, 0), (2, 1, 1)]
+
+
 def test_reproduction_number_by_hand():
     out = reproduction_number(diffusion_case())
     # t0: violators {a2}, new at t1 {a0} -> R=1; t1: violators {a0,a2}, new at t2 {a1} -> 1/2
