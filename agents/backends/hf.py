@@ -100,11 +100,9 @@ def micro_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
 def left_padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device):
     """input_ids, attention_mask and position_ids of rows padded on the left."""
     width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-        mask[b, width - len(r) :] = 1
+    ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows], dtype=torch.long)
+    lengths = torch.tensor([len(r) for r in rows])
+    mask = (torch.arange(width) >= width - lengths[:, None]).long()
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return ids.to(device), mask.to(device), positions.to(device)
 
@@ -112,11 +110,9 @@ def left_padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device):
 def right_padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device):
     """input_ids and attention_mask of rows padded on the right (width at least 1)."""
     width = max(1, max(len(r) for r in rows))
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[b, : len(r)] = 1
+    ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
+    lengths = torch.tensor([len(r) for r in rows])
+    mask = (torch.arange(width) < lengths[:, None]).long()
     return ids.to(device), mask.to(device)
 
 
@@ -328,34 +324,36 @@ class HFBackend(Backend):
         tails: Sequence[tuple[Sequence[int], Sequence[int]]],
         adapter: dict,
     ) -> torch.Tensor:
-        """[n, 2] log P(tail | prefix) for both tails of every row: the prefix once, then each."""
+        """[n, 2] log P(tail | prefix) for both tails of every row.
+
+        One forward of the prefixes, keeping their KV cache; then one forward of both
+        tails of every row at once: the cache repeated, row 2i going on with the first
+        tail and row 2i+1 with the second.
+        """
         ids, mask, positions = left_padded(prefixes, self.pad, self.device)
         cache = DynamicCache(config=self.model.config)
         first = self.last_logits(ids, mask, positions, cache, adapter).log_softmax(-1)
-        ends = mask.sum(-1, keepdim=True)
-        result = []
-        for k in range(2):
-            heads = torch.tensor([t[k][0] for t in tails], device=self.device)
-            total = first.gather(1, heads[:, None])[:, 0]
-            rest = [list(t[k][1:]) for t in tails]
-            if any(rest):
-                tail_ids, tail_mask = right_padded(
-                    [t[k][:-1] for t in tails], self.pad, self.device
-                )
-                targets, target_mask = right_padded(rest, self.pad, self.device)
-                logits = self.model(
-                    input_ids=tail_ids,
-                    attention_mask=torch.cat([mask, tail_mask], dim=1),
-                    position_ids=ends + torch.arange(tail_ids.shape[1], device=self.device),
-                    cache=cache,
-                    use_cache=True,
-                    **adapter,
-                ).logits.float()
-                cache.crop(-tail_ids.shape[1])
-                lp = logits.log_softmax(-1)[:, : targets.shape[1]]
-                total = total + (lp.gather(2, targets[..., None])[..., 0] * target_mask).sum(-1)
-            result.append(total)
-        return torch.stack(result, dim=1)
+        both = [tail for pair in tails for tail in pair]
+        heads = torch.tensor([tail[0] for tail in both], device=self.device).view(-1, 2)
+        total = first.gather(1, heads)
+        rest = [list(tail[1:]) for tail in both]
+        if not any(rest):
+            return total
+        cache.batch_repeat_interleave(2)
+        tail_ids, tail_mask = right_padded([tail[:-1] for tail in both], self.pad, self.device)
+        targets, target_mask = right_padded(rest, self.pad, self.device)
+        mask = mask.repeat_interleave(2, dim=0)
+        logits = self.model(
+            input_ids=tail_ids,
+            attention_mask=torch.cat([mask, tail_mask], dim=1),
+            position_ids=mask.sum(-1, keepdim=True) + torch.arange(tail_ids.shape[1]).to(mask),
+            cache=cache,
+            use_cache=True,
+            **{key: [name for name in names for _ in (0, 1)] for key, names in adapter.items()},
+        ).logits.float()
+        lp = logits.log_softmax(-1)[:, : targets.shape[1]]
+        rest_lp = (lp.gather(2, targets[..., None])[..., 0] * target_mask).sum(-1)
+        return total + rest_lp.view(-1, 2)
 
     def generated(self, requests: Sequence[DecisionRequest]) -> list[Decision]:
         seeds = request_seeds(self.rng, len(requests))
