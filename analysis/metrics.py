@@ -342,7 +342,7 @@ def agent_tipping_times(
         .agg(
             first_round=pl.col("round").min(),
             last_round=pl.col("round").max(),
-            tipping_round=pl.col("round").filter(hit).min(),
+            tipping_round=pl.when(hit).then(pl.col("round")).min(),  # when: group-by fast path
         )
         .with_columns(tipped=pl.col("tipping_round").is_not_null())
         .sort(keys)
@@ -561,14 +561,14 @@ def early_warning_trends(ews: pl.DataFrame, by: By = RUN) -> pl.DataFrame:
 # --------------------------------------------------------------------------- diffusion
 
 
-def _transitions(decisions: Frame, keep: list[str], extra: Sequence[str] = ()) -> pl.LazyFrame:
-    """Each agent-round with the same agent's next round: the `keep` columns, violated,
-    violated_next and `extra` taken from round t+1 (null when the agent has no row for t+1).
+def _with_round(decisions: Frame, keep: list[str], step: int, name: str) -> pl.LazyFrame:
+    """Every agent-round's `keep` columns and violated, and as `name` the same agent's
+    violated in round t + step (null when the agent has no row for that round).
 
-    (run, agent, round) is packed densely into one UInt64 key and the rows sorted by it,
-    so a row's successor is the same agent's next round exactly when its key is one more:
-    a single-column sort, much cheaper than a shift within each agent's window. Only the
-    key and the columns asked for travel through the sort.
+    (run, agent, round) is packed densely into one integer key and the rows sorted by it,
+    so the row `step` places away is the same agent's round t + step exactly when its key
+    is `step` more: a single-column sort, much cheaper than a shift within each agent's
+    window. Only the key and the columns asked for travel through the sort.
     """
     lf = _lazy(decisions)
     run = pl.col(RUN).cast(pl.String)
@@ -584,22 +584,18 @@ def _transitions(decisions: Frame, keep: list[str], extra: Sequence[str] = ()) -
         ]
     )
     a0, a1, r0, r1 = (v if v is not None else 0 for v in span.row(0))
-    agents, rounds = a1 - a0 + 1, r1 - r0 + 2  # + 2: a last round's key + 1 is no row's
-    if names.height * agents * rounds >= 2**64:
+    agents, rounds = a1 - a0 + 1, r1 - r0 + 3  # a spare round each side: no row is there
+    if names.height * agents * rounds >= 2**63:
         raise ValueError(f"too many (run, agent, round) combinations to key: {agents=} {rounds=}")
     codes = run.cast(pl.Enum(names.get_column(RUN).drop_nulls())).to_physical()
-    key = (codes.cast(pl.UInt64) * agents + (pl.col("agent") - a0).cast(pl.UInt64)) * rounds + (
-        pl.col("round") - r0
-    ).cast(pl.UInt64)
-    after = pl.col("_key").shift(-1) == pl.col("_key") + 1
-    payload = dict.fromkeys(c for c in keep if c not in ("violated", *extra))
+    unit = codes.cast(pl.Int64) * agents + (pl.col("agent") - a0).cast(pl.Int64)
+    key = (unit * rounds + (pl.col("round") - r0 + 1).cast(pl.Int64)).alias("_key")
+    there = pl.col("_key").shift(-step) == pl.col("_key") + step
+    payload = dict.fromkeys(c for c in keep if c != "violated")
     return (
-        lf.select(*payload, "violated", *extra, key.alias("_key"))
+        lf.select(*payload, "violated", key)
         .sort("_key")
-        .with_columns(
-            pl.when(after).then(pl.col("violated").shift(-1)).alias("violated_next"),
-            *[pl.when(after).then(pl.col(c).shift(-1)).alias(c) for c in extra],
-        )
+        .with_columns(pl.when(there).then(pl.col("violated").shift(-step)).alias(name))
         .drop("_key")
     )
 
@@ -613,7 +609,8 @@ def exposure_response(
     """Probability that a complying agent violates next round, given its exposure.
 
     For every agent complying in round t (v_it = 0) and valid in t+1, m = its number
-    of violating neighbours in round t (recorded on its round t+1 row):
+    of violating neighbours in round t (recorded on its round t+1 row, so each t+1 row
+    is paired with the same agent's round t):
     switch_prob(m) = #{v_i,t+1 = 1} / #{at risk with exposure m}, with a Wilson
     score interval. Agents without neighbours (null exposure) are left out.
 
@@ -626,16 +623,16 @@ def exposure_response(
     center = (phat + z**2 / (2 * n)) / (1 + z**2 / n)
     half = z * (phat * (1 - phat) / n + z**2 / (4 * n**2)).sqrt() / (1 + z**2 / n)
     return (
-        _transitions(decisions, keys, [exposure])
+        _with_round(decisions, [*keys, exposure], step=-1, name="violated_before")
         .filter(
-            pl.col("violated").not_()  # null (invalid) rows drop out
-            & pl.col("violated_next").is_not_null()
+            pl.col("violated_before").not_()  # complying in t; null (invalid, none) drops
+            & pl.col("violated").is_not_null()
             & pl.col(exposure).is_not_null()
         )
         .group_by(*keys, pl.col(exposure).alias("exposure"))
         .agg(
             n_at_risk=pl.len().cast(pl.Int64),
-            n_switched=pl.col("violated_next").cast(pl.Int64).sum(),
+            n_switched=pl.col("violated").cast(pl.Int64).sum(),
         )
         .with_columns(
             switch_prob=phat,
@@ -660,7 +657,7 @@ def reproduction_number(decisions: Frame, by: By = ()) -> pl.DataFrame:
     keys = _by(by)
     v, nxt = pl.col("violated"), pl.col("violated_next")
     return (
-        _transitions(decisions, [*keys, "round"])
+        _with_round(decisions, [*keys, "round"], step=1, name="violated_next")
         .group_by(*keys, "round")
         .agg(
             n_violators=v.cast(pl.Int64).sum(),
