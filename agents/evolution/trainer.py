@@ -96,6 +96,22 @@ class LoraTrainer:
         order = rows[rng.permutation(len(rows))]
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
+    def row_losses(
+        self,
+        rows: Sequence[tuple[Version, Example]],
+        ref: torch.Tensor,
+        objective: Objective,
+        beta: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row loss and KL of examples, each under its own version's adapter."""
+        examples = [ex for _, ex in rows]
+        logp = self.backend.label_logprob_tensor(
+            [ex.sample.request for ex in examples], [v.name for v, _ in rows]
+        )
+        labels = torch.tensor([ex.label for ex in examples])
+        weights = torch.tensor([ex.weight for ex in examples], dtype=logp.dtype)
+        return objective(logp, ref, labels, weights, beta)
+
     def train(
         self,
         jobs: Sequence[tuple[Version, list[Example]]],
@@ -131,18 +147,8 @@ class LoraTrainer:
                 optimizer.zero_grad()
                 for i in range(0, len(index), self.batch_size):
                     chunk = index[i : i + self.batch_size]
-                    versions = [rows[j][0] for j in chunk]
-                    examples = [rows[j][1] for j in chunk]
-                    logp = self.backend.label_logprob_tensor(
-                        [ex.sample.request for ex in examples], [v.name for v in versions]
-                    )
-                    loss, kl = objective(
-                        logp,
-                        ref[chunk],
-                        torch.tensor([ex.label for ex in examples]),
-                        torch.tensor([ex.weight for ex in examples], dtype=logp.dtype),
-                        beta,
-                    )
+                    batch = [rows[j] for j in chunk]
+                    loss, kl = self.row_losses(batch, ref[chunk], objective, beta)
                     (loss * scale[i : i + len(chunk)].to(loss)).sum().backward()
                     last[chunk] = torch.stack([loss, kl], 1).detach().float().cpu()
                 optimizer.step()
