@@ -104,16 +104,26 @@ def violation_rate_by_round(
     unit_cols = [c for c in UNITS[unit] if c not in keys] or UNITS[unit]
     # units are told apart by a 64-bit hash of their key columns: cheaper than the struct
     unit_id = pl.struct(unit_cols).hash().alias("_unit")
+    # A unit is (run, x): count the distinct x with a valid decision within each run (small
+    # groups), then add the runs up; when/then leaves one null to discount.
+    valid = pl.col("violated").is_not_null()
+    runs = [] if RUN in keys else [RUN]
+    inner = [c for c in UNITS[unit] if c != RUN and c not in keys]  # the x: agent, group
+    distinct = valid.any().cast(pl.UInt32)  # unit=run: one unit per run
+    if inner:
+        x = pl.col(inner[0]) if len(inner) == 1 else pl.struct(inner).hash()
+        distinct = pl.when(valid).then(x).n_unique() - valid.not_().any().cast(pl.UInt32)
+    counted = ("n_units", "n_decisions", "n_valid", "n_violations")
     point = (
-        lf.group_by(*keys, "round")
+        lf.group_by(*keys, "round", *runs)
         .agg(
-            # distinct units with a valid decision (when/then leaves one null to discount)
-            n_units=pl.when(pl.col("violated").is_not_null()).then(unit_id).n_unique()
-            - pl.col("violated").is_null().any().cast(pl.UInt32),
+            n_units=distinct.cast(pl.Int64),
             n_decisions=pl.len().cast(pl.Int64),
             n_valid=pl.col("violated").count().cast(pl.Int64),
             n_violations=pl.col("violated").cast(pl.Int64).sum(),
         )
+        .group_by(*keys, "round")
+        .agg(pl.col(*counted).sum())
         .with_columns(violation_rate=_safe_div(pl.col("n_violations"), pl.col("n_valid")))
         .sort(*keys, "round")
         .collect()
