@@ -582,22 +582,22 @@ def _with_round(decisions: Frame, keep: list[str], step: int, name: str) -> pl.L
     """
     lf = _lazy(decisions)
     run = pl.col(RUN).cast(pl.String)
-    names, span = pl.collect_all(
-        [
-            lf.select(run.unique().sort()),
-            lf.select(
-                pl.col("agent").min().alias("a0"),
-                pl.col("agent").max().alias("a1"),
-                pl.col("round").min().alias("r0"),
-                pl.col("round").max().alias("r1"),
-            ),
-        ]
+    names, *span = (
+        lf.select(
+            run.unique().drop_nulls().sort().implode(),
+            pl.col("agent").min().alias("a0"),
+            pl.col("agent").max().alias("a1"),
+            pl.col("round").min().alias("r0"),
+            pl.col("round").max().alias("r1"),
+        )
+        .collect()
+        .row(0)
     )
-    a0, a1, r0, r1 = (v if v is not None else 0 for v in span.row(0))
+    a0, a1, r0, r1 = (v if v is not None else 0 for v in span)
     agents, rounds = a1 - a0 + 1, r1 - r0 + 3  # a spare round each side: no row is there
-    if names.height * agents * rounds >= 2**63:
+    if len(names) * agents * rounds >= 2**63:
         raise ValueError(f"too many (run, agent, round) combinations to key: {agents=} {rounds=}")
-    codes = run.cast(pl.Enum(names.get_column(RUN).drop_nulls())).to_physical()
+    codes = run.cast(pl.Enum(names)).to_physical()
     unit = codes.cast(pl.Int64) * agents + (pl.col("agent") - a0).cast(pl.Int64)
     key = (unit * rounds + (pl.col("round") - r0 + 1).cast(pl.Int64)).alias("_key")
     there = pl.col("_key").shift(-step) == pl.col("_key") + step
