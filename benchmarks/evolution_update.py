@@ -66,7 +66,8 @@ def played_rounds(model_dir: Path, n_agents: int, rounds: int, work: Path):
 
 
 def update_seconds(model_dir: Path, env, history, work: Path, batched: bool) -> float:
-    """Wall time of one update of every agent's adapter on a freshly loaded model."""
+    """Wall time of an update of every agent's adapter, on a freshly loaded model whose
+    agents already have a first version (the steady state of a run)."""
     backend = fresh_backend(model_dir, np.random.default_rng(0))
     cfg = yaml.safe_load((ROOT / "conf/evolution/pg.yaml").read_text())
     cfg.update(every=len(history), window=len(history))
@@ -77,6 +78,7 @@ def update_seconds(model_dir: Path, env, history, work: Path, batched: bool) -> 
     for t, (requests, decisions, outcomes) in enumerate(history):
         evolution.observe(t, requests, decisions, outcomes, [s.id for s in env.scenarios])
     t = len(history) - 1
+    evolution.update(t)  # first versions
     tic = perf_counter()
     if batched:
         evolution.update(t)

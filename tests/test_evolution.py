@@ -165,7 +165,7 @@ def test_adapters_trained_together_follow_their_alone_trajectories(organism_path
 
     jobs = [
         (Version(o, 1, None), [example(o, i) for i in range(n)])
-        for o, n in (("a", 5), ("b", 2), ("c", 4))
+        for o, n in (("agent-0", 5), ("agent-1", 2), ("agent-2", 4))
     ]
 
     def trained(groups):
@@ -177,7 +177,7 @@ def test_adapters_trained_together_follow_their_alone_trajectories(organism_path
         trainer = LoraTrainer(backend, lora, lr=0.01, steps=2, batch_size=2, seed=0)
         for group in groups:
             trainer.train(group, pg_loss, beta=0.0, reference_is_parent=False)
-        return {v.name: lora_weights(backend.model, v.name) for v, _ in jobs}
+        return {v.name: lora_weights(backend.model, backend.peft_names[v.name]) for v, _ in jobs}
 
     together, alone = trained([jobs]), trained([[job] for job in jobs])
     for name, weights in together.items():

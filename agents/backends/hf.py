@@ -143,7 +143,8 @@ class HFBackend(Backend):
         self.top_p = top_p
         self.max_new_tokens = max_new_tokens
         self.template_kwargs = dict(chat_template_kwargs or {})
-        self.adapters: dict[str, Path] = {}
+        self.adapters: dict[str, Path] = {}  # version name -> its files
+        self.peft_names: dict[str, str] = {}  # version name -> the PEFT adapter it runs as
         eos = model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
         self.eos.discard(None)
@@ -204,6 +205,7 @@ class HFBackend(Backend):
             else:
                 self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
             self.adapters[name] = path
+            self.peft_names[name] = name
         self.model.eval()
 
     def adapter_kwargs(self, requests: Sequence[DecisionRequest]) -> dict:
@@ -214,7 +216,7 @@ class HFBackend(Backend):
             raise InputError(f"adapter {unknown[0]!r}: requested before it was loaded")
         if not self.adapters:
             return {}
-        return {"adapter_names": [n if n is not None else BASE for n in names]}
+        return {"adapter_names": [self.peft_names[n] if n is not None else BASE for n in names]}
 
     # -- deciding --------------------------------------------------------------------
 
@@ -294,7 +296,7 @@ class HFBackend(Backend):
     def label_logprob_tensor(
         self, requests: Sequence[DecisionRequest], adapter_names: Sequence[str]
     ) -> torch.Tensor:
-        """[n, 2] log P(comply), log P(violate), differentiable, under the named adapters.
+        """[n, 2] log P(comply), log P(violate), differentiable, under the named PEFT adapters.
 
         What LoRA updates train on: the same prompts and answers that score mode reads.
         """

@@ -1,10 +1,13 @@
 """LoRA updates inside the serving model, several owners in one forward/backward.
 
-Each new version is a new PEFT adapter initialised from its parent's weights (a fresh
-LoRA, i.e. the identity, for a first version). All versions of one update train
-together: every forward mixes owners through PEFT's `adapter_names=` routing (the model
-stays in eval mode, which PEFT requires for mixed batches; LoRA dropout is 0), yet each
-adapter follows exactly the trajectory it would follow if trained alone (see `train`).
+Each owner's versions live in one PEFT adapter of the model: a new version trains in
+its parent's adapter, starting from the parent's weights (a first version in a fresh
+LoRA, i.e. the identity), and is saved under its own name; the parent's name then
+stops resolving. So an update adds no PEFT adapters and deletes none (both cost more
+the more adapters a model holds). All versions of one update train together: every
+forward mixes owners through PEFT's `adapter_names=` routing (the model stays in eval
+mode, which PEFT requires for mixed batches; LoRA dropout is 0), yet each adapter
+follows exactly the trajectory it would follow if trained alone (see `train`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from peft.tuners.lora import LoraLayer
 
 from agents.backends.hf import BASE, HFBackend
 from agents.evolution.data import Example
@@ -51,33 +53,40 @@ class LoraTrainer:
         self.batch_size = batch_size
         self.seed = seed
 
-    def add(self, v: Version) -> None:
-        """A new adapter named v.name, with its parent's weights (or LoRA's identity init)."""
+    def add(self, v: Version) -> str:
+        """The PEFT adapter v trains in, holding its parent's weights; returns its name.
+
+        A first version gets a fresh adapter named after its owner, initialised from a
+        seed of its own name.
+        """
+        names = self.backend.peft_names
+        if v.parent is not None:
+            names[v.name] = names[v.parent]
+            return names[v.name]
         torch.manual_seed(stable_seed(self.seed, v.name))
         model = self.backend.model
         if isinstance(model, PeftModel):
-            model.add_adapter(v.name, self.config)
+            model.add_adapter(v.owner, self.config)
         else:
             with warnings.catch_warnings():  # PEFT reads an attribute transformers 5 deprecates
                 warnings.filterwarnings("ignore", message=".is_gradient_checkpointing.")
-                self.backend.model = get_peft_model(model, self.config, adapter_name=v.name)
-        if v.parent is not None:
-            for layer in self.backend.model.modules():
-                if isinstance(layer, LoraLayer) and v.parent in layer.lora_A:
-                    layer.lora_A[v.name].weight.data.copy_(layer.lora_A[v.parent].weight.data)
-                    layer.lora_B[v.name].weight.data.copy_(layer.lora_B[v.parent].weight.data)
+                self.backend.model = get_peft_model(model, self.config, adapter_name=v.owner)
         self.backend.model.eval()
+        names[v.name] = v.owner
+        return v.owner
 
     def reference(self, jobs, use_parent: bool) -> torch.Tensor:
-        """Label log-probabilities under the reference: the base model, or each parent."""
+        """Label log-probabilities under the reference: the base model, or each parent
+        (taken before training, while the adapter still holds the parent's weights)."""
         rows = [(v, ex) for v, examples in jobs for ex in examples]
-        names = [(v.parent or BASE) if use_parent else BASE for v, _ in rows]
+        names = self.backend.peft_names
+        peft = [names[v.parent] if use_parent and v.parent else BASE for v, _ in rows]
         requests = [ex.sample.request for _, ex in rows]
         size = self.batch_size
         with torch.no_grad():
             return torch.cat(
                 [
-                    self.backend.label_logprob_tensor(requests[i : i + size], names[i : i + size])
+                    self.backend.label_logprob_tensor(requests[i : i + size], peft[i : i + size])
                     for i in range(0, len(rows), size)
                 ]
             )
@@ -106,7 +115,8 @@ class LoraTrainer:
         """Per-row loss and KL of examples, each under its own version's adapter."""
         examples = [ex for _, ex in rows]
         logp = self.backend.label_logprob_tensor(
-            [ex.sample.request for ex in examples], [v.name for v, _ in rows]
+            [ex.sample.request for ex in examples],
+            [self.backend.peft_names[v.name] for v, _ in rows],
         )
         labels = torch.tensor([ex.label for ex in examples])
         weights = torch.tensor([ex.weight for ex in examples], dtype=logp.dtype)
@@ -128,11 +138,9 @@ class LoraTrainer:
         has no gradient, so AdamW leaves it alone: every adapter takes exactly the steps,
         on exactly the batches, it would take if trained alone.
         """
-        for v, _ in jobs:
-            self.add(v)
-        params = self.trainable({v.name for v, _ in jobs})
-        rows = [(v, ex) for v, examples in jobs for ex in examples]
+        params = self.trainable({self.add(v) for v, _ in jobs})
         ref = self.reference(jobs, reference_is_parent)
+        rows = [(v, ex) for v, examples in jobs for ex in examples]
         ends = np.cumsum([len(examples) for _, examples in jobs])
         owned = [np.arange(end - len(ex), end) for (_, ex), end in zip(jobs, ends, strict=True)]
         rngs = [np.random.default_rng(stable_seed(self.seed, v.name)) for v, _ in jobs]
@@ -172,16 +180,14 @@ class LoraTrainer:
         """
         tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=into))
         model = self.backend.model
-        lora = {k: v for k, v in model.state_dict().items() if "lora_" in k}
-        model.save_pretrained(tmp, selected_adapters=[v.name for v in versions], state_dict=lora)
+        peft = {v.name: self.backend.peft_names[v.name] for v in versions}
+        lora = {k: w for k, w in model.state_dict().items() if "lora_" in k}
+        model.save_pretrained(tmp, selected_adapters=list(peft.values()), state_dict=lora)
+        for name, adapter in peft.items():
+            (tmp / adapter).rename(tmp / name)
         return tmp
 
     def retire(self, name: str) -> None:
-        """Drop an adapter no agent uses any more from the model (its files stay).
-
-        PEFT warns when the deleted adapter was its "active" one; decisions and training
-        name their adapters per row, so which one PEFT calls active does not matter here.
-        """
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
-            self.backend.model.delete_adapter(name)
+        """A version superseded in its adapter: its name no longer resolves (files stay)."""
+        del self.backend.peft_names[name]
+        self.backend.adapters.pop(name, None)
