@@ -101,9 +101,6 @@ def violation_rate_by_round(
         raise ValueError(f"unit must be one of {sorted(UNITS)}, not {unit!r}")
     keys = _by(by)
     lf = _lazy(decisions)
-    unit_cols = [c for c in UNITS[unit] if c not in keys] or UNITS[unit]
-    # units are told apart by a 64-bit hash of their key columns: cheaper than the struct
-    unit_id = pl.struct(unit_cols).hash().alias("_unit")
     # A unit is (run, x): count the distinct x with a valid decision within each run (small
     # groups), then add the runs up; when/then leaves one null to discount.
     valid = pl.col("violated").is_not_null()
@@ -128,6 +125,9 @@ def violation_rate_by_round(
         .sort(*keys, "round")
         .collect()
     )
+    # the bootstrap's units are told apart by a 64-bit hash of their key columns
+    unit_cols = [c for c in UNITS[unit] if c not in keys] or UNITS[unit]
+    unit_id = pl.struct(unit_cols).hash().alias("_unit")
     counts = (
         lf.group_by(*keys, unit_id, "round")
         .agg(

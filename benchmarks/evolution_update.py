@@ -4,7 +4,8 @@ Batched: every agent's new adapter version trains in the same forward/backward p
 (PEFT mixed-adapter batches; each adapter still gets exactly its own gradient).
 One at a time: the same update as a loop over agents, one adapter per pass.
 Both train the same examples with the same settings, side by side in one process, each
-on a freshly loaded model, alternating which goes first; the best of --repeats is kept.
+on a freshly loaded model whose agents already have a first version (a run's steady
+state), alternating which goes first; the best of --repeats is kept.
 
     python benchmarks/evolution_update.py [--model PATH] [--agents 8 64] [--rounds 4]
 

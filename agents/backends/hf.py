@@ -143,8 +143,7 @@ class HFBackend(Backend):
         self.top_p = top_p
         self.max_new_tokens = max_new_tokens
         self.template_kwargs = dict(chat_template_kwargs or {})
-        self.adapters: dict[str, Path] = {}  # version name -> its files
-        self.peft_names: dict[str, str] = {}  # version name -> the PEFT adapter it runs as
+        self.peft_names: dict[str, str] = {}  # adapter version name -> the PEFT adapter it runs as
         eos = model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
         self.eos.discard(None)
@@ -196,7 +195,7 @@ class HFBackend(Backend):
             path = Path(path).expanduser()
             if not (path / "adapter_config.json").is_file():
                 raise InputError(f"adapter {name!r}: {path} holds no PEFT adapter_config.json")
-            if name in self.adapters:
+            if name in self.peft_names:
                 raise InputError(
                     f"adapter {name!r}: already loaded; a new version needs a new name"
                 )
@@ -204,17 +203,16 @@ class HFBackend(Backend):
                 self.model.load_adapter(str(path), adapter_name=name)
             else:
                 self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
-            self.adapters[name] = path
             self.peft_names[name] = name
         self.model.eval()
 
     def adapter_kwargs(self, requests: Sequence[DecisionRequest]) -> dict:
         """PEFT's per-row adapter names for a batch; nothing when no adapter is loaded."""
         names = [r.adapter for r in requests]
-        unknown = sorted({n for n in names if n is not None and n not in self.adapters})
+        unknown = sorted({n for n in names if n is not None and n not in self.peft_names})
         if unknown:
             raise InputError(f"adapter {unknown[0]!r}: requested before it was loaded")
-        if not self.adapters:
+        if not self.peft_names:
             return {}
         return {"adapter_names": [self.peft_names[n] if n is not None else BASE for n in names]}
 

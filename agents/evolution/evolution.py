@@ -123,7 +123,6 @@ class Evolution:
                 }
             )
         shutil.rmtree(written)
-        self.trainer.backend.adapters.update({v.name: self.lineage.path(v) for v, _, _ in jobs})
         return {v.owner: v.name for v, _, _ in jobs}, rows
 
     def adapters_in_use(self) -> dict[str, Path]:

@@ -190,4 +190,3 @@ class LoraTrainer:
     def retire(self, name: str) -> None:
         """A version superseded in its adapter: its name no longer resolves (files stay)."""
         del self.backend.peft_names[name]
-        self.backend.adapters.pop(name, None)
