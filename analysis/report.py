@@ -51,15 +51,38 @@ COLUMNS = (
 """The decision columns the report reads (text and the rest stay on disk)."""
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What every section reads: the records under `root` and the analysis settings."""
+
+    root: Path
+    manifests: pl.DataFrame
+    decisions: pl.DataFrame
+    level: float  # the violation rate that counts as tipped
+    n_boot: int
+    seed: int
+
+
 @dataclass
 class Page:
-    """What the report accumulates: headline facts, figures, tables, notes."""
+    """What the report accumulates in `out`: headline facts, figures, tables, notes."""
 
     title: str
+    out: Path
     facts: list[tuple[str, str]] = field(default_factory=list)
     figures: list[tuple[str, str, str]] = field(default_factory=list)  # file, title, caption
     tables: list[tuple[str, pl.DataFrame, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def figure(self, file: str, title: str, caption: str) -> None:
+        """Show `out/file`, a figure already drawn."""
+        self.figures.append((file, title, caption))
+
+    def table(self, name: str, frame: pl.DataFrame, title: str, show: bool = True) -> None:
+        """Write `out/tables/name.csv`; show it on the page too unless show=False."""
+        frame.write_csv(self.out / "tables" / f"{name}.csv")
+        if show:
+            self.tables.append((name, frame, title))
 
 
 def write_report(path, level: float = 0.5, n_boot: int = 500, seed: int = 0) -> Path:
@@ -78,15 +101,16 @@ def write_report(path, level: float = 0.5, n_boot: int = 500, seed: int = 0) -> 
     params = parameter_columns(manifests)
     frame = scan_decisions(root).select(*COLUMNS, RUN, "status", "seed", *params).collect()
     single = len(runs) == 1 and is_run_dir(root)
-    page = Page(title=f"tiplab report: {'run' if single else 'sweep'} {root.resolve().name}")
+    page = Page(f"tiplab report: {'run' if single else 'sweep'} {root.resolve().name}", out)
+    inputs = Inputs(root, manifests, frame, level, n_boot, seed)
     started = time.perf_counter()
     if frame.is_empty():
         page.notes.append("No decisions recorded yet.")
-        _facts_header(page, root, manifests, frame, single)
+        _facts_header(page, inputs, single)
     elif single:
-        _run_report(page, root, manifests, frame, out, level, n_boot, seed)
+        _run_report(page, inputs)
     else:
-        _sweep_report(page, root, manifests, frame, out, level, n_boot, seed)
+        _sweep_report(page, inputs)
     page.facts.append(("report written in", f"{time.perf_counter() - started:.1f} s"))
     (out / "index.html").write_text(_html(page))
     (out / "summary.md").write_text(_markdown(page))
@@ -105,11 +129,10 @@ def _section(page: Page, name: str, fn: Callable[[], None]) -> None:
         warnings.warn(f"report: {name} failed:\n{traceback.format_exc()}", stacklevel=2)
 
 
-def _facts_header(
-    page: Page, root: Path, manifests: pl.DataFrame, frame: pl.DataFrame, single: bool
-) -> None:
+def _facts_header(page: Page, inputs: Inputs, single: bool) -> None:
+    manifests, frame = inputs.manifests, inputs.decisions
     if single:
-        m = read_manifest(root)
+        m = read_manifest(inputs.root)
         page.facts += [
             ("run id", str(m.get("run_id"))),
             ("status", str(m.get("status", "unknown"))),
@@ -141,19 +164,11 @@ def _facts_header(
         ]
 
 
-def _run_report(
-    page: Page,
-    root: Path,
-    manifests: pl.DataFrame,
-    d: pl.DataFrame,
-    out: Path,
-    level: float,
-    n_boot: int,
-    seed: int,
-) -> None:
-    _facts_header(page, root, manifests, d, single=True)
+def _run_report(page: Page, inputs: Inputs) -> None:
+    _facts_header(page, inputs, single=True)
+    d, level, out = inputs.decisions, inputs.level, page.out
     lf = d.lazy()
-    rates = M.violation_rate_by_round(lf, n_boot=n_boot, seed=seed)
+    rates = M.violation_rate_by_round(lf, n_boot=inputs.n_boot, seed=inputs.seed)
     p_curve = M.mean_p_violate_by_round(lf)
     tips = M.tipping_times(lf, level=level)
     r_eff = M.reproduction_number(lf)
@@ -188,17 +203,17 @@ def _run_report(
             title="Violation rate per round (95% CI, bootstrap over agents)",
             path=out / "tipping_curves.png",
         )
-        page.figures.append(
-            (
-                "tipping_curves.png",
-                "Tipping curve",
-                "Share of valid decisions that violate, with a 95% bootstrap "
-                "interval over agents; dashed: mean p_violate (noise-free).",
-            )
+        page.figure(
+            "tipping_curves.png",
+            "Tipping curve",
+            "Share of valid decisions that violate, with a 95% bootstrap "
+            "interval over agents; dashed: mean p_violate (noise-free).",
         )
         scenarios = d.get_column("scenario").drop_nulls().n_unique()
         if 2 <= scenarios <= P.MAX_LINES:
-            by_s = M.violation_rate_by_round(lf, by="scenario", n_boot=n_boot, seed=seed)
+            by_s = M.violation_rate_by_round(
+                lf, by="scenario", n_boot=inputs.n_boot, seed=inputs.seed
+            )
             P.plot_tipping_curves(
                 by_s,
                 by=["scenario"],
@@ -206,12 +221,10 @@ def _run_report(
                 title="Violation rate per scenario",
                 path=out / "tipping_by_scenario.png",
             )
-            page.figures.append(
-                (
-                    "tipping_by_scenario.png",
-                    "Per scenario",
-                    "The same curve for each scenario (environment item).",
-                )
+            page.figure(
+                "tipping_by_scenario.png",
+                "Per scenario",
+                "The same curve for each scenario (environment item).",
             )
 
     def survival():
@@ -222,15 +235,13 @@ def _run_report(
         P.plot_survival(
             km, title="Agents' time to first violation (Kaplan-Meier)", path=out / "survival.png"
         )
-        page.figures.append(
-            (
-                "survival.png",
-                "Time to tip",
-                "Share of agents that have not violated yet; agents that never "
-                "violated are censored at their last round (+).",
-            )
+        page.figure(
+            "survival.png",
+            "Time to tip",
+            "Share of agents that have not violated yet; agents that never "
+            "violated are censored at their last round (+).",
         )
-        _table(page, out, "survival", km, "Kaplan-Meier table (agents)")
+        page.table("survival", km, "Kaplan-Meier table (agents)")
 
     def ews():
         signals = M.early_warning_signals(lf, level=level)
@@ -249,14 +260,12 @@ def _run_report(
             )
             return
         P.plot_early_warning(signals, trends, path=out / "early_warning.png")
-        page.figures.append(
-            (
-                "early_warning.png",
-                "Early-warning signals",
-                "Compliance log-odds margin before the tipping round, and the "
-                "rolling variance and lag-1 autocorrelation of its detrended "
-                "residual; tau: Kendall trend (rising before tipping = warning).",
-            )
+        page.figure(
+            "early_warning.png",
+            "Early-warning signals",
+            "Compliance log-odds margin before the tipping round, and the "
+            "rolling variance and lag-1 autocorrelation of its detrended "
+            "residual; tau: Kendall trend (rising before tipping = warning).",
         )
 
     def diffusion():
@@ -267,35 +276,25 @@ def _run_report(
             page.notes.append("Exposure-response: no neighbour exposure recorded.")
             return
         P.plot_exposure_response(er, path=out / "exposure_response.png")
-        page.figures.append(
-            (
-                "exposure_response.png",
-                "Exposure-response",
-                "Probability that a complying agent violates next round, by its "
-                "number of violating neighbours (95% Wilson interval).",
-            )
+        page.figure(
+            "exposure_response.png",
+            "Exposure-response",
+            "Probability that a complying agent violates next round, by its "
+            "number of violating neighbours (95% Wilson interval).",
         )
-        _table(page, out, "exposure_response", er, "Exposure-response")
+        page.table("exposure_response", er, "Exposure-response")
 
     _section(page, "tipping curves", curves)
     _section(page, "survival", survival)
     _section(page, "early-warning signals", ews)
     _section(page, "diffusion", diffusion)
-    _table(page, out, "per_round", per_round, "Per round")
-    _table(page, out, "cascade", cascade, "Cascade")
+    page.table("per_round", per_round, "Per round")
+    page.table("cascade", cascade, "Cascade")
 
 
-def _sweep_report(
-    page: Page,
-    root: Path,
-    manifests: pl.DataFrame,
-    d: pl.DataFrame,
-    out: Path,
-    level: float,
-    n_boot: int,
-    seed: int,
-) -> None:
-    _facts_header(page, root, manifests, d, single=False)
+def _sweep_report(page: Page, inputs: Inputs) -> None:
+    _facts_header(page, inputs, single=False)
+    manifests, d, level, out = inputs.manifests, inputs.decisions, inputs.level, page.out
     lf = d.lazy()
     swept = swept_parameters(manifests)
     first = swept[:1]
@@ -314,7 +313,9 @@ def _sweep_report(
     def curves():
         per_config = d.select(*swept, RUN).unique().group_by(swept or pl.lit(0)).len()
         unit = "run" if per_config.get_column("len").min() >= 2 else "agent"
-        rates = M.violation_rate_by_round(lf, by=swept, unit=unit, n_boot=n_boot, seed=seed)
+        rates = M.violation_rate_by_round(
+            lf, by=swept, unit=unit, n_boot=inputs.n_boot, seed=inputs.seed
+        )
         p_curve = M.mean_p_violate_by_round(lf, by=swept)
         P.plot_tipping_curves(
             rates,
@@ -324,28 +325,24 @@ def _sweep_report(
             title=f"Violation rate per round (95% CI over {unit}s)",
             path=out / "tipping_curves.png",
         )
-        page.figures.append(
-            (
-                "tipping_curves.png",
-                "Tipping curves",
-                f"Violation rate per configuration, pooled over seeds, with a 95% "
-                f"bootstrap interval over {unit}s; dashed: mean p_violate.",
-            )
+        page.figure(
+            "tipping_curves.png",
+            "Tipping curves",
+            f"Violation rate per configuration, pooled over seeds, with a 95% "
+            f"bootstrap interval over {unit}s; dashed: mean p_violate.",
         )
-        _table(page, out, "rates", rates, "Violation rate per round", show=False)
+        page.table("rates", rates, "Violation rate per round", show=False)
 
     def survival():
         km = M.survival_curve(tips.join(manifests.select(RUN, *first), on=RUN), by=first)
         P.plot_survival(
             km, by=first, title="Runs' time to tip (Kaplan-Meier)", path=out / "survival.png"
         )
-        page.figures.append(
-            (
-                "survival.png",
-                "Time to tip",
-                f"Share of runs whose violation rate has not reached {level}; "
-                "runs that never tip are censored at their last round (+).",
-            )
+        page.figure(
+            "survival.png",
+            "Time to tip",
+            f"Share of runs whose violation rate has not reached {level}; "
+            "runs that never tip are censored at their last round (+).",
         )
 
     def phase():
@@ -356,14 +353,12 @@ def _sweep_report(
         pd = M.phase_diagram(lf, x, y)
         P.plot_phase_diagram(pd, x, y, path=out / "phase_diagram.png")
         others = f"; averaged over {', '.join(swept[2:])}" if len(swept) > 2 else ""
-        page.figures.append(
-            (
-                "phase_diagram.png",
-                "Phase diagram",
-                f"Final violation rate (last round), mean over runs{others}.",
-            )
+        page.figure(
+            "phase_diagram.png",
+            "Phase diagram",
+            f"Final violation rate (last round), mean over runs{others}.",
         )
-        _table(page, out, "phase_diagram", pd, "Phase diagram")
+        page.table("phase_diagram", pd, "Phase diagram")
 
     def diffusion():
         er = M.exposure_response(lf, by=first)
@@ -371,13 +366,11 @@ def _sweep_report(
             page.notes.append("Exposure-response: no neighbour exposure recorded.")
             return
         P.plot_exposure_response(er, by=first, path=out / "exposure_response.png")
-        page.figures.append(
-            (
-                "exposure_response.png",
-                "Exposure-response",
-                "Probability that a complying agent violates next round, by its "
-                "number of violating neighbours (95% Wilson interval).",
-            )
+        page.figure(
+            "exposure_response.png",
+            "Exposure-response",
+            "Probability that a complying agent violates next round, by its "
+            "number of violating neighbours (95% Wilson interval).",
         )
 
     def ews():
@@ -394,18 +387,10 @@ def _sweep_report(
     _section(page, "early-warning trends", ews)
     tipped = runs_table.get_column("tipping_round").is_not_null().sum()
     page.facts.append((f"runs tipped (rate >= {level})", f"{tipped} of {runs_table.height}"))
-    _table(page, out, "runs", runs_table, "Runs")
+    page.table("runs", runs_table, "Runs")
 
 
 # --------------------------------------------------------------------------- rendering
-
-
-def _table(
-    page: Page, out: Path, name: str, frame: pl.DataFrame, title: str, show: bool = True
-) -> None:
-    frame.write_csv(out / "tables" / f"{name}.csv")
-    if show:
-        page.tables.append((name, frame, title))
 
 
 def _fmt(x, digits: int = 3, none: str = "n/a") -> str:
