@@ -2,10 +2,13 @@
 
 ATP's loop asks the model once per agent; tiplab sends the round as one batch. For N
 organism agents, with first-round prompts and with a few remembered rounds, both ways are
-timed in this process, in score and in generate mode, and the speed-up is printed. Times
-depend on the machine; only the ratios mean something.
+timed in this process, in score and in generate mode, and the speed-up is printed. Then
+the batched round is timed under several micro-batch budgets (`backend.batch_tokens`),
+relative to the configured one, to pick this machine's budget. Times depend on the
+machine; only the ratios mean something.
 
     python benchmarks/decide_throughput.py [--sizes 8 64 256] [--history 0 3]
+                                           [--budgets 16384 4096 1024] [--budget-agents 64]
 """
 
 from __future__ import annotations
@@ -37,18 +40,15 @@ def round_requests(cfg: dict, n: int, history: int) -> list[DecisionRequest]:
     ]
 
 
-def rate(decide, requests, batched: bool, repeats: int = 3) -> float:
-    """Decisions per second, deciding all requests at once or one call each (best of repeats)."""
-    best = float("inf")
-    for _ in range(repeats):
-        tic = perf_counter()
-        if batched:
-            decide(requests)
-        else:
-            for r in requests:
-                decide([r])
-        best = min(best, perf_counter() - tic)
-    return len(requests) / best
+def seconds(backend, mode: str, requests, batched: bool) -> float:
+    """Time to decide all requests in one call, or in one call each."""
+    tic = perf_counter()
+    if batched:
+        backend.decide(requests, mode)
+    else:
+        for r in requests:
+            backend.decide([r], mode)
+    return perf_counter() - tic
 
 
 def main() -> None:
@@ -57,27 +57,61 @@ def main() -> None:
     parser.add_argument(
         "--history", type=int, nargs="+", default=[0, 3], help="remembered rounds per prompt"
     )
+    parser.add_argument(
+        "--budgets", type=int, nargs="+", default=[16384, 4096, 1024], help="batch_tokens to try"
+    )
+    parser.add_argument("--budget-agents", type=int, default=64, help="N for the budget table")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     args = parser.parse_args()
     cfg = OmegaConf.to_container(OmegaConf.load(CONF), resolve=True)
     backend = make_backend(cfg, np.random.default_rng(0))
     warm = round_requests(cfg["organism"], 8, 1)
     for mode in ("score", "generate"):
         backend.decide(warm, mode)
+    speed_ups(backend, cfg, args.sizes, args.history, args.repeats)
+    budgets(backend, cfg, args.budgets, args.budget_agents, args.history, args.repeats)
+
+
+def speed_ups(backend, cfg: dict, sizes: list[int], histories: list[int], repeats: int) -> None:
+    """Decisions per second of a batched round and of one call per agent, side by side."""
     print("organism backend: decisions per second, a round in one batch vs one call per agent")
     print(f"{'mode':<9}{'history':>8}{'N':>6}{'batched':>10}{'one by one':>12}{'speed-up':>10}")
     for mode in ("score", "generate"):
-        for history in args.history:
-            for n in args.sizes:
+        for history in histories:
+            for n in sizes:
                 requests = round_requests(cfg["organism"], n, history)
-
-                def decide(reqs, mode=mode):
-                    return backend.decide(reqs, mode)
-
-                batched, single = rate(decide, requests, True), rate(decide, requests, False)
+                batched, single = (
+                    n / min(seconds(backend, mode, requests, way) for _ in range(repeats))
+                    for way in (True, False)
+                )
                 print(
                     f"{mode:<9}{history:>8}{n:>6}{batched:>10.1f}{single:>12.1f}"
                     f"{batched / single:>9.1f}x"
                 )
+
+
+def budgets(
+    backend, cfg: dict, budgets: list[int], n: int, histories: list[int], repeats: int
+) -> None:
+    """Speed of a batched round under each micro-batch budget, relative to the configured one.
+
+    The budgets take turns within each repeat, so a noisy spell slows them alike.
+    """
+    configured = backend.batch_tokens
+    tried = [configured, *budgets]
+    print(f"\nbatched round of {n} agents under each batch_tokens, speed relative to {configured}")
+    print(f"{'mode':<9}{'history':>8}" + "".join(f"{b:>10}" for b in budgets))
+    for mode in ("score", "generate"):
+        for history in histories:
+            requests = round_requests(cfg["organism"], n, history)
+            best = dict.fromkeys(tried, float("inf"))
+            for _ in range(repeats):
+                for budget in tried:
+                    backend.batch_tokens = budget
+                    best[budget] = min(best[budget], seconds(backend, mode, requests, True))
+            ratios = "".join(f"{best[configured] / best[b]:>9.2f}x" for b in budgets)
+            print(f"{mode:<9}{history:>8}{ratios}")
+    backend.batch_tokens = configured
 
 
 if __name__ == "__main__":
