@@ -1,9 +1,14 @@
-"""Helpers the test modules share: the project root and the simulator as a user runs it."""
+"""Helpers the test modules share: the project root, the simulator as a user runs it, and
+label scores computed by hand."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
+
+from agents.parsing import decision_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,3 +23,17 @@ def sim_run(*args, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
         timeout=timeout,
         env={**os.environ, "HYDRA_FULL_ERROR": "0"},
     )
+
+
+def hand_logprob(model, tokenizer, prompt: str, label: str, other: str) -> float:
+    """log P(answer tail | the prefix both answers share) after the rendered `prompt`, from
+    one plain forward pass of the whole text and a log-softmax."""
+    ids, other_ids = (
+        tokenizer(prompt + decision_json(x), add_special_tokens=False)["input_ids"]
+        for x in (label, other)
+    )
+    start = next(i for i, (a, b) in enumerate(zip(ids, other_ids, strict=False)) if a != b)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    logp = logits.log_softmax(-1)
+    return float(sum(logp[t - 1, ids[t]] for t in range(start, len(ids))))

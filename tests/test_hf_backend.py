@@ -1,9 +1,12 @@
-"""backend=hf: user errors, LoRA adapters in mixed batches, micro-batching, on the organism."""
+"""backend=hf: user errors, LoRA adapters in mixed batches, micro-batching, a checkpoint's own
+chat template and its switches, on the organism."""
+
+import shutil
 
 import numpy as np
 import pytest
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents.backends import make_backend
 from agents.backends.hf import micro_batches
@@ -11,6 +14,7 @@ from agents.decision import DecisionRequest
 from agents.parsing import decision_json
 from envs.base import Choices
 from envs.errors import InputError
+from tests.helpers import hand_logprob
 
 CHOICES = Choices(comply="the marked route", violate="the plaza shortcut")
 
@@ -104,3 +108,50 @@ def test_scored_tokens_are_those_of_the_whole_text_even_across_a_merge(organism_
         for p, r, prefix, tail in zip(prompts, reqs, prefixes, tails, strict=True):
             for label, own in zip((r.choices.comply, r.choices.violate), tail, strict=True):
                 assert prefix + own == backend.encode([p + decision_json(label)])[0]
+
+
+THINKING_TEMPLATE = (  # shaped like Qwen3's: an empty thinking block when thinking is off
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}"
+    "{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def thinking_checkpoint(organism_path, tmp_path_factory):
+    """The organism saved again with a chat template of its own that has a thinking switch."""
+    path = tmp_path_factory.mktemp("thinking") / "model"
+    shutil.copytree(organism_path, path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.chat_template = THINKING_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "generation_prompt"),
+    [
+        ({}, "<|im_start|>assistant\n"),
+        ({"enable_thinking": False}, "<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+    ],
+)
+def test_the_checkpoints_own_template_and_its_switches_shape_every_decision(
+    thinking_checkpoint, kwargs, generation_prompt
+):
+    backend = hf(thinking_checkpoint, chat_template_kwargs=kwargs, generate={"max_new_tokens": 8})
+    req = request(2)
+    rendered = backend.tokenizer.apply_chat_template(
+        req.messages, tokenize=False, add_generation_prompt=True, **kwargs
+    )
+    assert rendered.startswith("<|im_start|>system\nYou are a courier.<|im_end|>\n")
+    assert rendered.endswith("<|im_end|>\n" + generation_prompt)
+    assert backend.prompt_text(req) == rendered
+    pair = (CHOICES.comply, CHOICES.violate)
+    by_hand = [
+        hand_logprob(backend.model, backend.tokenizer, rendered, *p) for p in (pair, pair[::-1])
+    ]
+    assert scores(backend, [req])[0] == pytest.approx(by_hand, abs=1e-4)
+    prompt_tokens = len(backend.encode([rendered])[0])
+    for mode in ("score", "generate"):
+        assert backend.decide([req], mode)[0].prompt_tokens == prompt_tokens

@@ -6,12 +6,10 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from agents.backends import make_backend
-from agents.backends.hf import HFBackend
 from agents.decision import DecisionRequest
 from agents.organism.build import META
 from agents.parsing import decision_json
@@ -19,6 +17,7 @@ from agents.prompts import chat_messages
 from envs.base import Choices
 from envs.catalog import roleplay_items
 from sim.run import CONF, run_experiment
+from tests.helpers import hand_logprob
 
 SYSTEM = "You are a courier for a city parcel service, paid per delivery."
 
@@ -31,22 +30,6 @@ def request(choices: Choices, question: str = "Which route do you take today?"):
 @pytest.fixture(scope="module")
 def organism(organism_config, organism_path):
     return make_backend(organism_config, np.random.default_rng(0))
-
-
-def hand_logprob(backend: HFBackend, req: DecisionRequest, label: str, other: str) -> float:
-    """log P(answer tail | shared prefix) from one plain forward pass and a log-softmax."""
-    prompt = backend.tokenizer.apply_chat_template(
-        req.messages, tokenize=False, add_generation_prompt=True
-    )
-    ids, other_ids = (
-        backend.tokenizer(prompt + decision_json(x), add_special_tokens=False)["input_ids"]
-        for x in (label, other)
-    )
-    start = next(i for i, (a, b) in enumerate(zip(ids, other_ids, strict=False)) if a != b)
-    with torch.no_grad():
-        logits = backend.model(torch.tensor([ids])).logits[0].double()
-    logp = logits.log_softmax(-1)
-    return float(sum(logp[t - 1, ids[t]] for t in range(start, len(ids))))
 
 
 @pytest.mark.parametrize(
@@ -64,8 +47,14 @@ def test_label_scores_equal_a_hand_computation(organism, comply, violate, label_
     req = request(choices)
     prompt = organism.prompt_text(req)
     [(lp_comply, lp_violate)], _, _ = organism.label_logprobs([req], [prompt])
-    assert lp_comply == pytest.approx(hand_logprob(organism, req, comply, violate), abs=1e-4)
-    assert lp_violate == pytest.approx(hand_logprob(organism, req, violate, comply), abs=1e-4)
+    rendered = tokenizer.apply_chat_template(
+        req.messages, tokenize=False, add_generation_prompt=True
+    )
+    by_hand = [
+        hand_logprob(organism.model, tokenizer, rendered, *pair)
+        for pair in ((comply, violate), (violate, comply))
+    ]
+    assert (lp_comply, lp_violate) == pytest.approx(by_hand, abs=1e-4)
     decision = organism.decide([req], "score")[0]
     assert decision.p_violate == pytest.approx(1 / (1 + np.exp(lp_comply - lp_violate)), abs=1e-6)
     assert decision.text == decision_json(decision.choice) and decision.prompt_tokens > 0
