@@ -155,3 +155,35 @@ def test_the_checkpoints_own_template_and_its_switches_shape_every_decision(
     prompt_tokens = len(backend.encode([rendered])[0])
     for mode in ("score", "generate"):
         assert backend.decide([req], mode)[0].prompt_tokens == prompt_tokens
+
+
+@pytest.fixture(scope="module")
+def base_checkpoint(organism_path, tmp_path_factory):
+    """The organism saved again without a chat template, as a base model comes."""
+    path = tmp_path_factory.mktemp("base") / "model"
+    shutil.copytree(organism_path, path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.chat_template = None
+    (path / "chat_template.jinja").unlink()
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_model_without_a_chat_template_takes_one_from_a_file(base_checkpoint, tmp_path):
+    with pytest.raises(InputError, match=r"has no chat template .*backend.chat_template=FILE"):
+        hf(base_checkpoint)
+    with pytest.raises(InputError, match=r"backend.chat_template: .*missing.jinja is not a file"):
+        hf(base_checkpoint, chat_template=str(tmp_path / "missing.jinja"))
+    broken = tmp_path / "broken.jinja"
+    broken.write_text("{% for m in messages %}{{ m.content }{% endfor %}")
+    with pytest.raises(InputError, match=r"broken.jinja cannot render a system and a user message"):
+        hf(base_checkpoint, chat_template=str(broken))
+    template = tmp_path / "thinking.jinja"
+    template.write_text(THINKING_TEMPLATE)
+    backend = hf(
+        base_checkpoint,
+        chat_template=str(template),
+        chat_template_kwargs={"enable_thinking": False},
+    )
+    assert backend.prompt_text(request(0)).endswith("assistant\n<think>\n\n</think>\n\n")
+    assert backend.decide([request(0)], "score")[0].valid

@@ -38,6 +38,7 @@ from agents.backends.served import (
     generated_decision,
     request_seeds,
     scored_decision,
+    use_chat_template,
 )
 from agents.decision import Decision, DecisionRequest
 from agents.parsing import decision_json
@@ -155,6 +156,12 @@ class HFBackend(Backend):
         device = resolve_device(model_cfg.get("device", "auto"))
         dtype = resolve_dtype(model_cfg.get("dtype", "auto"), device)
         model, tokenizer = load_checkpoint(model_cfg.get("path"), device, dtype)
+        use_chat_template(
+            tokenizer,
+            cfg.get("chat_template"),
+            f"backend.model.path: {model_cfg['path']}",
+            cfg.get("chat_template_kwargs") or {},
+        )
         backend = cls.from_settings(rng, model, tokenizer, cfg)
         if cfg.get("adapters"):
             backend.load_adapters(cfg["adapters"])

@@ -53,6 +53,33 @@ def score_conversations(request: DecisionRequest) -> list[list[dict]]:
     ]
 
 
+def use_chat_template(tokenizer, file: str | None, checkpoint: str, template_kwargs) -> None:
+    """Give the tokenizer the Jinja chat template in `file`, or keep the checkpoint's own;
+    either way render a short conversation now, so that a model without a template, or a
+    template that cannot render tiplab's messages, stops the run before its first round.
+
+    `checkpoint` names the model's config field and value, for the error messages.
+    """
+    if file:
+        path = Path(file).expanduser()
+        if not path.is_file():
+            raise InputError(f"backend.chat_template: {path} is not a file (a Jinja chat template)")
+        tokenizer.chat_template = path.read_text()
+    elif not tokenizer.chat_template:
+        raise InputError(
+            f"{checkpoint} has no chat template (a base model?); "
+            "give one with backend.chat_template=FILE.jinja"
+        )
+    where = f"backend.chat_template: {file}" if file else f"{checkpoint}: its chat template"
+    probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    try:
+        prompt_text(tokenizer, probe, **template_kwargs)
+    except Exception as e:  # noqa: BLE001  (Jinja raises many kinds; all mean the same here)
+        raise InputError(
+            f"{where} cannot render a system and a user message: {one_line(e)}"
+        ) from None
+
+
 def prompt_text(tokenizer, messages: list[dict], **template_kwargs) -> str:
     """The conversation as the model's chat template renders it, opening the assistant's turn."""
     return tokenizer.apply_chat_template(

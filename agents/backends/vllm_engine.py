@@ -33,6 +33,7 @@ from agents.backends.served import (
     request_seeds,
     scored_decision,
     scored_token_ids,
+    use_chat_template,
 )
 from agents.decision import Decision, DecisionRequest
 from envs.errors import InputError
@@ -103,6 +104,13 @@ class VLLMEngine(Backend):
         settings = {k: cfg[k] for k in ENGINE_SETTINGS if cfg.get(k) is not None}
         self.llm = self.vllm.LLM(model=str(cfg["model"]), seed=int(cfg["seed"]), **settings)
         self.tokenizer = self.llm.get_tokenizer()
+        self.template_kwargs = dict(cfg.get("chat_template_kwargs") or {})
+        use_chat_template(
+            self.tokenizer,
+            cfg.get("chat_template"),
+            f"backend.model: {cfg['model']}",
+            self.template_kwargs,
+        )
         gen = cfg["generate"]
         self.sampling = {
             "temperature": float(gen["temperature"]),
@@ -110,7 +118,6 @@ class VLLMEngine(Backend):
             "max_tokens": int(gen["max_new_tokens"]),
         }
         self.constrained = bool(gen.get("constrained", False))
-        self.template_kwargs = dict(cfg.get("chat_template_kwargs") or {})
         self.adapters = AdapterRegistry()
         self.loras: dict[str, object] = {}
         self.active: list[str | None] = [None]
