@@ -65,7 +65,7 @@ def use_chat_template(tokenizer, file: str | None, checkpoint: str, template_kwa
         if not path.is_file():
             raise InputError(f"backend.chat_template: {path} is not a file (a Jinja chat template)")
         tokenizer.chat_template = path.read_text()
-    elif not tokenizer.chat_template:
+    elif hasattr(tokenizer, "chat_template") and not tokenizer.chat_template:  # HF tokenizers
         raise InputError(
             f"{checkpoint} has no chat template (a base model?); "
             "give one with backend.chat_template=FILE.jinja"
