@@ -16,23 +16,18 @@ from envs import InputError, RolePlayEnv, ThresholdGameEnv
 from envs.atp import load_ma_templates, load_sa_questions
 from envs.base import Environment
 from envs.catalog import roleplay_items, threshold_games
+from envs.errors import integer
 from envs.supervision import SupervisionSchedule
 from sim.graph import initial_deviants, population_graph
 
 SOURCES = ("templates", "atp")
 
 
-def positive_int(value, field: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{field}: {value!r} must be an integer >= {minimum}")
-    return value
-
-
 def check_run(cfg: Mapping) -> None:
     """The run-level settings a user can get wrong."""
-    positive_int(cfg["run"]["rounds"], "run.rounds")
-    positive_int(cfg["agents"]["memory_window"], "agents.memory_window", minimum=0)
-    positive_int(cfg["agents"]["aggregate_above"], "agents.aggregate_above", minimum=0)
+    integer(cfg["run"]["rounds"], "run.rounds")
+    integer(cfg["agents"]["memory_window"], "agents.memory_window", minimum=0)
+    integer(cfg["agents"]["aggregate_above"], "agents.aggregate_above", minimum=0)
     view = cfg["agents"]["peer_view"]
     if view not in PEER_VIEWS:
         raise InputError(f"agents.peer_view: {view!r}; expected one of {', '.join(PEER_VIEWS)}")
@@ -86,13 +81,13 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
             items,
             schedule,
             seed=int(rng.integers(2**63)),
-            replicates=positive_int(cfg.get("replicates", 1), "env.replicates"),
+            replicates=integer(cfg.get("replicates", 1), "env.replicates"),
             neutral_counts_as=cfg.get("neutral_counts_as", "supervised"),
             invalid_reward=float(cfg.get("invalid_reward", 0.0)),
         )
     if kind == "threshold":
-        size = positive_int(cfg["group_size"], "env.group_size", minimum=2)
-        thresholds = [positive_int(k, "env.thresholds") for k in cfg["thresholds"]]
+        size = integer(cfg["group_size"], "env.group_size", minimum=2)
+        thresholds = [integer(k, "env.thresholds") for k in cfg["thresholds"]]
         reward_sets = list(cfg["rewards"])
         games = (
             load_ma_templates(

@@ -74,6 +74,24 @@ def test_a_kl_penalty_slows_the_rise(drift):
     assert (pg - braked).mean() > 0.05, drift
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("evolution.lr=-1", "evolution.lr: -1 must be a number > 0"),
+        ("evolution.keep=0", "evolution.keep: 0 must be an integer >= 1"),
+        (
+            "evolution.lora.target_modules=[q_proj,attn]",
+            "evolution.lora.target_modules: ['attn'] not in the model",
+        ),
+    ],
+)
+def test_bad_evolution_settings_stop_the_run_in_one_line(tmp_path, setting, message):
+    out = sim_run(*SMALL, *EVOLVE, setting, f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2 and out.stderr.strip().startswith(f"error: {message}"), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_updates_and_adapter_files_agree_after_crashes(tmp_path, organism_path):
     args = [*SMALL, *EVOLVE, "run.rounds=8", f"hydra.run.dir={tmp_path}"]
     for kill_at in (2, 5):  # killed mid-run twice, at different rounds, then finished

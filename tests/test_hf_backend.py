@@ -1,10 +1,12 @@
 """backend=hf: user errors, LoRA adapters in mixed batches, micro-batching, a checkpoint's own
 chat template and its switches, on the organism."""
 
+import re
 import shutil
 
 import numpy as np
 import pytest
+import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -50,6 +52,35 @@ def test_user_errors_are_one_line_input_errors(model, message):
     with pytest.raises(InputError, match=message) as err:
         make_backend({"name": "hf", "model": model}, np.random.default_rng(0))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"batch_tokens": "abc"}, "backend.batch_tokens: 'abc' must be an integer >= 1"),
+        ({"batch_tokens": 0}, "backend.batch_tokens: 0 must be an integer >= 1"),
+        ({"score": {"argmax": "maybe"}}, "backend.score.argmax: 'maybe' must be true or false"),
+        (
+            {"generate": {"temperature": -1}},
+            "backend.generate.temperature: -1 must be a number >= 0",
+        ),
+        ({"generate": {"top_p": 0}}, "backend.generate.top_p: 0 must be a number > 0 and <= 1"),
+        ({"generate": {"top_p": 1.5}}, "backend.generate.top_p: 1.5 must be a number > 0 and <= 1"),
+        ({"generate": {"max_new_tokens": 0}}, "backend.generate.max_new_tokens: 0 must be an"),
+    ],
+)
+def test_bad_settings_are_named_before_a_round_is_played(organism_path, settings, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        hf(organism_path, **settings)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
+def test_asking_for_cuda_without_a_gpu_is_an_input_error(organism_path):
+    with pytest.raises(InputError, match="backend.model.device: cuda, but torch finds no CUDA GPU"):
+        make_backend(
+            {"name": "hf", "model": {"path": str(organism_path), "device": "cuda"}},
+            np.random.default_rng(0),
+        )
 
 
 def test_missing_adapter_directory_is_an_input_error(organism_path, tmp_path):

@@ -37,12 +37,13 @@ from agents.backends.served import (
     common_prefix_length,
     generated_decision,
     request_seeds,
+    sampling_settings,
     scored_decision,
     use_chat_template,
 )
 from agents.decision import Decision, DecisionRequest
 from agents.parsing import decision_json
-from envs.errors import InputError
+from envs.errors import InputError, boolean, integer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
@@ -52,11 +53,16 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise InputError(
             f"backend.model.device: {name!r}; expected auto, cpu or cuda[:N]"
         ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"backend.model.device: {name}, but torch finds no CUDA GPU here")
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"backend.model.device: {name!r}; expected auto, cpu or cuda[:N]")
+    return device
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -169,16 +175,16 @@ class HFBackend(Backend):
 
     @classmethod
     def from_settings(cls, rng, model, tokenizer, cfg: Mapping) -> HFBackend:
-        gen = cfg.get("generate", {})
+        temperature, top_p, max_new_tokens = sampling_settings(cfg.get("generate", {}))
         return cls(
             rng,
             model,
             tokenizer,
-            batch_tokens=int(cfg.get("batch_tokens", 16384)),
-            argmax=bool(cfg.get("score", {}).get("argmax", False)),
-            temperature=float(gen.get("temperature", 1.0)),
-            top_p=float(gen.get("top_p", 1.0)),
-            max_new_tokens=int(gen.get("max_new_tokens", 256)),
+            batch_tokens=integer(cfg.get("batch_tokens", 16384), "backend.batch_tokens"),
+            argmax=boolean(cfg.get("score", {}).get("argmax", False), "backend.score.argmax"),
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
             chat_template_kwargs=cfg.get("chat_template_kwargs") or {},
         )
 

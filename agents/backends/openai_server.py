@@ -37,12 +37,13 @@ from agents.backends.served import (
     label_logprobs,
     one_line,
     request_seeds,
+    sampling_settings,
     score_conversations,
     scored_decision,
 )
 from agents.decision import Decision, DecisionRequest
 from envs.base import Choices
-from envs.errors import InputError
+from envs.errors import InputError, integer, number
 
 T = TypeVar("T")
 NO_KEY = "EMPTY"  # what local servers started without --api-key accept
@@ -67,14 +68,6 @@ def api_key(env_name: str | None) -> str:
             "(set it to the API key, or backend.api_key_env=null for a server without one)"
         )
     return key
-
-
-def positive(cfg: Mapping, key: str, kind: type = int, field: str = ""):
-    """cfg[key] as a positive number of `kind`; `field` prefixes the key in the error."""
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise InputError(f"backend.{field}{key}: {value!r} must be a positive number")
-    return kind(value)
 
 
 def prompt_token_logprobs(body: Mapping) -> tuple[list[int], list[float | None]] | None:
@@ -109,8 +102,8 @@ class OpenAIServer(Backend):
             raise InputError("backend.model: required (the model name the server serves)")
         self.model = cfg["model"]
         self.base_url = cfg["base_url"]
-        self.timeout_s = positive(cfg, "timeout_s", float)
-        self.max_retries = int(cfg.get("max_retries", 0))
+        self.timeout_s = number(cfg.get("timeout_s"), "backend.timeout_s", above=True)
+        self.max_retries = integer(cfg.get("max_retries", 0), "backend.max_retries", minimum=0)
         self.client = openai.OpenAI(
             base_url=self.base_url,
             api_key=api_key(cfg.get("api_key_env")),
@@ -119,12 +112,14 @@ class OpenAIServer(Backend):
         )
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.pool = ThreadPoolExecutor(max_workers=positive(cfg, "concurrency"))
-        gen = cfg["generate"]
+        self.pool = ThreadPoolExecutor(
+            max_workers=integer(cfg.get("concurrency"), "backend.concurrency")
+        )
+        temperature, top_p, max_new_tokens = sampling_settings(cfg["generate"])
         self.sampling = {
-            "temperature": float(gen["temperature"]),
-            "top_p": float(gen["top_p"]),
-            "max_completion_tokens": positive(gen, "max_new_tokens", field="generate."),
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_completion_tokens": max_new_tokens,
         }
         self.template_kwargs = dict(cfg.get("chat_template_kwargs") or {})
         self.adapters = AdapterRegistry()

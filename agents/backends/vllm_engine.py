@@ -31,12 +31,13 @@ from agents.backends.served import (
     label_logprobs,
     prompt_text,
     request_seeds,
+    sampling_settings,
     scored_decision,
     scored_token_ids,
     use_chat_template,
 )
 from agents.decision import Decision, DecisionRequest
-from envs.errors import InputError
+from envs.errors import InputError, boolean
 
 ENGINE_SETTINGS = (
     "dtype",
@@ -112,12 +113,9 @@ class VLLMEngine(Backend):
             self.template_kwargs,
         )
         gen = cfg["generate"]
-        self.sampling = {
-            "temperature": float(gen["temperature"]),
-            "top_p": float(gen["top_p"]),
-            "max_tokens": int(gen["max_new_tokens"]),
-        }
-        self.constrained = bool(gen.get("constrained", False))
+        temperature, top_p, max_new_tokens = sampling_settings(gen)
+        self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_new_tokens}
+        self.constrained = boolean(gen.get("constrained", False), "backend.generate.constrained")
         self.adapters = AdapterRegistry()
         self.loras: dict[str, object] = {}
         self.active: list[str | None] = [None]

@@ -23,7 +23,7 @@ from agents.evolution.lineage import Lineage
 from agents.evolution.objectives import dpo_loss, pg_loss, sft_loss
 from agents.evolution.trainer import LoraTrainer
 from envs.base import Outcome
-from envs.errors import InputError
+from envs.errors import InputError, integer, number
 
 OBJECTIVES = {
     "pg": (pg_examples, pg_loss, False),  # builder, loss, reference is the parent version
@@ -140,6 +140,26 @@ class Evolution:
             self.trainer.backend.load_adapters(self.adapters_in_use())
 
 
+def check_settings(cfg: Mapping, module_names: set[str]) -> None:
+    """The numbers and module names of an evolution config, each named in its error."""
+    number(cfg["lr"], "evolution.lr", above=True)
+    integer(cfg["steps"], "evolution.steps")
+    integer(cfg["batch_size"], "evolution.batch_size")
+    number(cfg.get("beta", 0.0), "evolution.beta")
+    number(cfg.get("top_q", 0.25), "evolution.top_q", high=1.0, above=True)
+    for key in ("window", "keep"):  # null: the update interval / every version
+        if cfg.get(key) is not None:
+            integer(cfg[key], f"evolution.{key}")
+    integer(cfg["lora"]["r"], "evolution.lora.r")
+    integer(cfg["lora"]["alpha"], "evolution.lora.alpha")
+    missing = [m for m in cfg["lora"]["target_modules"] if m not in module_names]
+    if missing or not cfg["lora"]["target_modules"]:
+        raise InputError(
+            f"evolution.lora.target_modules: {missing or '[]'} not in the model "
+            "(expected names of its linear layers, e.g. q_proj, v_proj)"
+        )
+
+
 def make_evolution(
     cfg: Mapping, backend, env_group: Sequence[int], graph: nx.Graph, run_dir: Path, seed: int
 ) -> Evolution | None:
@@ -158,6 +178,7 @@ def make_evolution(
             f"evolution.name={cfg['name']}: LoRA updates train the backend's own model; "
             "use backend=organism or backend=hf"
         )
+    check_settings(cfg, {name.rsplit(".", 1)[-1] for name, _ in backend.model.named_modules()})
     trainer = LoraTrainer(
         backend, cfg["lora"], float(cfg["lr"]), int(cfg["steps"]), int(cfg["batch_size"]), seed
     )
