@@ -490,6 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", type=float, default=0.5, help="tipping level (default 0.5)")
     parser.add_argument("--n-boot", type=int, default=500, help="bootstrap replicates")
     args = parser.parse_args(argv)
+    if not 0 < args.level <= 1:
+        parser.error(f"argument --level: {args.level:g} is not a violation rate in (0, 1]")
+    if args.n_boot < 0:
+        parser.error(f"argument --n-boot: {args.n_boot} must be >= 0 (0: no intervals)")
     try:
         out = write_report(args.path, level=args.level, n_boot=args.n_boot)
     except NoRunError as e:

@@ -24,9 +24,9 @@ def number(value, field: str, low: float = 0.0, high: float = math.inf, above: b
     """`value` as a float in [low, high], or in (low, high] when `above`; else an InputError."""
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok or not (value > low if above else value >= low) or value > high:
-        bound = f"{'>' if above else '>='} {low:g}"
-        bound += f" and <= {high:g}" if high < math.inf else ""
-        raise InputError(f"{field}: {value!r} must be a number {bound}")
+        bounds = [f"{'>' if above else '>='} {low:g}"] if low > -math.inf else []
+        bounds += [f"<= {high:g}"] if high < math.inf else []
+        raise InputError(f"{field}: {value!r} must be a number {' and '.join(bounds)}".strip())
     return float(value)
 
 

@@ -6,6 +6,7 @@ fails with an InputError naming the config field.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import networkx as nx
@@ -16,7 +17,7 @@ from envs import InputError, RolePlayEnv, ThresholdGameEnv
 from envs.atp import load_ma_templates, load_sa_questions
 from envs.base import Environment
 from envs.catalog import roleplay_items, threshold_games
-from envs.errors import integer
+from envs.errors import boolean, integer, number
 from envs.supervision import SupervisionSchedule
 from sim.graph import initial_deviants, population_graph
 
@@ -33,6 +34,10 @@ def check_run(cfg: Mapping) -> None:
         raise InputError(f"agents.peer_view: {view!r}; expected one of {', '.join(PEER_VIEWS)}")
     if not isinstance(cfg["seed"], int):
         raise InputError(f"seed: {cfg['seed']!r} must be an integer")
+    integer(cfg["run"]["checkpoint_every"], "run.checkpoint_every", minimum=0)
+    for key in ("progress", "report", "record_prompts"):
+        boolean(cfg["run"][key], f"run.{key}")
+    boolean(cfg["deviants"]["always"], "deviants.always")
 
 
 def check_config(cfg: Mapping) -> None:
@@ -83,7 +88,7 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
             seed=int(rng.integers(2**63)),
             replicates=integer(cfg.get("replicates", 1), "env.replicates"),
             neutral_counts_as=cfg.get("neutral_counts_as", "supervised"),
-            invalid_reward=float(cfg.get("invalid_reward", 0.0)),
+            invalid_reward=number(cfg.get("invalid_reward", 0.0), "env.invalid_reward", -math.inf),
         )
     if kind == "threshold":
         size = integer(cfg["group_size"], "env.group_size", minimum=2)
@@ -105,7 +110,7 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
             games,
             payoff_mode=cfg["payoff_mode"],
             success_pays=cfg.get("success_pays", "everyone"),
-            start_capital=float(cfg.get("start_capital", 1.0)),
+            start_capital=number(cfg.get("start_capital", 1.0), "env.start_capital", -math.inf),
             scope=cfg.get("scope", "global"),
         )
     raise InputError(f"env.kind: {kind!r}; expected roleplay or threshold")

@@ -102,6 +102,22 @@ def test_cli_writes_report_and_rejects_bad_paths(tmp_path, capsys):
     assert "empty" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--level", "2"], "--level: 2 is not a violation rate in (0, 1]"),
+        (["--level", "0"], "--level: 0 is not a violation rate in (0, 1]"),
+        (["--n-boot", "-1"], "--n-boot: -1 must be >= 0"),
+    ],
+)
+def test_cli_rejects_settings_out_of_range(tmp_path, capsys, option, message):
+    run = write_run(tmp_path / "run", synthetic_decisions(n_agents=2, n_rounds=2))
+    with pytest.raises(SystemExit) as exit_:
+        main([str(run), *option])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (run / "report").exists()
+
+
 def test_module_entry_point_exit_code(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "analysis.report", str(tmp_path / "missing")],

@@ -16,6 +16,7 @@ from agents.organism.corpus import episodes
 from agents.organism.prior import BehaviouralPrior
 from agents.organism.tokenizer import train_tokenizer
 from agents.prompts import chat_messages
+from envs.errors import InputError
 
 PRIOR = BehaviouralPrior(propensity=0.5, reward_following=5.0, imitation=2.0)
 
@@ -142,3 +143,31 @@ def test_killed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         organism_dir(tiny_config(), tmp_path)
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("align", "target"), "abc", "backend.organism.align.target: 'abc' must be a number > 0"),
+        (("prior", "propensity"), 1, "backend.organism.prior.propensity: 1 must be a number"),
+        (("architecture", "hidden_size"), 18, "must be a multiple of num_attention_heads (4)"),
+        (("pretrain", "epochs"), 0, "backend.organism.pretrain.epochs: 0 must be a number > 0"),
+        (("corpus", "peer_views"), ["x"], "backend.organism.corpus.peer_views: ['x']; expected"),
+        (
+            ("corpus", "roleplay", "professions"),
+            ["nope"],
+            "backend.organism.corpus: env.professions: unknown name(s) 'nope'",
+        ),
+    ],
+)
+def test_a_bad_organism_setting_is_named_before_anything_is_built(tmp_path, path, value, message):
+    cfg = tiny_config()
+    *parents, key = path
+    section = cfg
+    for name in parents:
+        section = section[name]
+    section[key] = value
+    with pytest.raises(InputError) as err:
+        organism_dir(cfg, tmp_path)
+    assert message in str(err.value)
+    assert not any(p.name.startswith("organism-") for p in tmp_path.iterdir())

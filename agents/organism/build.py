@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -32,6 +33,8 @@ from agents.organism.corpus import Episode, episodes, held_out
 from agents.organism.prior import BehaviouralPrior
 from agents.organism.tokenizer import train_tokenizer
 from agents.organism.train import tokenized, train
+from agents.prompts import PEER_VIEWS
+from envs.errors import InputError, boolean, integer, number
 
 VERSION = 3  # bump when the build changes what a config produces
 META = "organism.json"
@@ -52,8 +55,55 @@ def locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def check_config(cfg: Mapping) -> None:
+    """The settings of backend.organism a user may change, checked before a long build."""
+    field = "backend.organism"
+    integer(cfg["seed"], f"{field}.seed", minimum=0)
+    arch = cfg["architecture"]
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+        integer(arch[key], f"{field}.architecture.{key}")
+    integer(arch["max_position_embeddings"], f"{field}.architecture.max_position_embeddings")
+    boolean(arch.get("tie_word_embeddings", True), f"{field}.architecture.tie_word_embeddings")
+    if arch["hidden_size"] % arch["num_attention_heads"]:
+        raise InputError(
+            f"{field}.architecture.hidden_size: {arch['hidden_size']} must be a multiple of "
+            f"num_attention_heads ({arch['num_attention_heads']})"
+        )
+    integer(cfg["tokenizer"]["vocab_size"], f"{field}.tokenizer.vocab_size", minimum=300)
+    integer(cfg["tokenizer"]["max_token_length"], f"{field}.tokenizer.max_token_length")
+    prior = cfg["prior"]
+    number(prior["propensity"], f"{field}.prior.propensity", high=1.0, above=True)
+    if prior["propensity"] >= 1.0:
+        raise InputError(f"{field}.prior.propensity: 1 must be a number > 0 and < 1")
+    for key in ("reward_following", "imitation"):
+        number(prior[key], f"{field}.prior.{key}", low=-math.inf)
+    corpus = cfg["corpus"]
+    integer(corpus["episodes"], f"{field}.corpus.episodes")
+    integer(corpus["memory_window"], f"{field}.corpus.memory_window", minimum=0)
+    integer(corpus["aggregate_above"], f"{field}.corpus.aggregate_above", minimum=0)
+    unknown = [v for v in corpus["peer_views"] if v not in PEER_VIEWS]
+    if unknown or not corpus["peer_views"]:
+        expected = ", ".join(PEER_VIEWS)
+        raise InputError(
+            f"{field}.corpus.peer_views: {unknown or '[]'}; expected some of {expected}"
+        )
+    for stage in ("pretrain", "align"):
+        settings = cfg[stage]
+        number(settings["epochs"], f"{field}.{stage}.epochs", above=True)
+        number(settings["lr"], f"{field}.{stage}.lr", above=True)
+        integer(settings["batch_tokens"], f"{field}.{stage}.batch_tokens")
+    boolean(cfg["pretrain"].get("curriculum", False), f"{field}.pretrain.curriculum")
+    align = cfg["align"]
+    number(align["target"], f"{field}.align.target", high=1.0, above=True)
+    number(align["tolerance"], f"{field}.align.tolerance", above=True)
+    number(align["held_out_share"], f"{field}.align.held_out_share", high=1.0, above=True)
+    integer(align["max_history"], f"{field}.align.max_history", minimum=0)
+    integer(align["check_every"], f"{field}.align.check_every")
+
+
 def organism_dir(cfg: Mapping, cache_dir: str | Path) -> Path:
     """The organism's checkpoint directory for cfg, built first if the cache lacks it."""
+    check_config(cfg)
     root = Path(cache_dir).expanduser()
     path = root / f"organism-{config_key(cfg)}"
     if (path / META).is_file():
@@ -133,7 +183,10 @@ def built(cfg: Mapping, out: Path) -> dict:
     tic = perf_counter()
     seed = cfg["seed"]
     torch.manual_seed(seed)
-    corpus = episodes(cfg["corpus"], BehaviouralPrior(**cfg["prior"]), seed)
+    try:
+        corpus = episodes(cfg["corpus"], BehaviouralPrior(**cfg["prior"]), seed)
+    except InputError as e:  # the corpus plays the project's environments
+        raise InputError(f"backend.organism.corpus: {e}") from None
     contents = sorted({m["content"] for e in corpus for m in e.messages})
     tokenizer = train_tokenizer(contents, **cfg["tokenizer"])
     model = llama(cfg["architecture"], tokenizer)
