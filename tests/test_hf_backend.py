@@ -149,15 +149,23 @@ THINKING_TEMPLATE = (  # shaped like Qwen3's: an empty thinking block when think
 )
 
 
-@pytest.fixture(scope="module")
-def thinking_checkpoint(organism_path, tmp_path_factory):
-    """The organism saved again with a chat template of its own that has a thinking switch."""
-    path = tmp_path_factory.mktemp("thinking") / "model"
+def organism_with_template(organism_path, into, template: str | None):
+    """The organism saved again in `into` with another chat template, or with none."""
+    path = into / "model"
     shutil.copytree(organism_path, path)
+    (path / "chat_template.jinja").unlink()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.chat_template = THINKING_TEMPLATE
+    tokenizer.chat_template = template
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def thinking_checkpoint(organism_path, tmp_path_factory):
+    """The organism with a chat template of its own that has a thinking switch."""
+    return organism_with_template(
+        organism_path, tmp_path_factory.mktemp("thinking"), THINKING_TEMPLATE
+    )
 
 
 @pytest.mark.parametrize(
@@ -190,14 +198,8 @@ def test_the_checkpoints_own_template_and_its_switches_shape_every_decision(
 
 @pytest.fixture(scope="module")
 def base_checkpoint(organism_path, tmp_path_factory):
-    """The organism saved again without a chat template, as a base model comes."""
-    path = tmp_path_factory.mktemp("base") / "model"
-    shutil.copytree(organism_path, path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.chat_template = None
-    (path / "chat_template.jinja").unlink()
-    tokenizer.save_pretrained(path)
-    return path
+    """The organism without a chat template, as a base model comes."""
+    return organism_with_template(organism_path, tmp_path_factory.mktemp("base"), None)
 
 
 def test_a_model_without_a_chat_template_takes_one_from_a_file(base_checkpoint, tmp_path):
