@@ -50,18 +50,18 @@ BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto: the GPU when torch finds one, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    expected = InputError(f"backend.model.device: {name!r}; expected auto, cpu or cuda[:N]")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise InputError(
-            f"backend.model.device: {name!r}; expected auto, cpu or cuda[:N]"
-        ) from None
+        raise expected from None
+    if device.type not in ("cpu", "cuda"):
+        raise expected
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"backend.model.device: {name}, but torch finds no CUDA GPU here")
-    if device.type not in ("cpu", "cuda"):
-        raise InputError(f"backend.model.device: {name!r}; expected auto, cpu or cuda[:N]")
     return device
 
 
