@@ -147,6 +147,14 @@ THINKING_TEMPLATE = (  # shaped like Qwen3's: an empty thinking block when think
     "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}"
     "{% endif %}"
 )
+HEADERS_TEMPLATE = (  # shaped like Llama 3.1's: a text BOS, role headers, a dated system turn
+    "<|begin_of_text|>{% if date_string is not defined %}{% set date_string = '26 Jul 2024' %}"
+    "{% endif %}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n"
+    "{% if m.role == 'system' %}Today Date: {{ date_string }}\n\n{% endif %}"
+    "{{ m.content }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+TEMPLATES = {"thinking": THINKING_TEMPLATE, "headers": HEADERS_TEMPLATE}
 
 
 def organism_with_template(organism_path, into, template: str | None):
@@ -160,31 +168,48 @@ def organism_with_template(organism_path, into, template: str | None):
     return path
 
 
-@pytest.fixture(scope="module")
-def thinking_checkpoint(organism_path, tmp_path_factory):
-    """The organism with a chat template of its own that has a thinking switch."""
-    return organism_with_template(
-        organism_path, tmp_path_factory.mktemp("thinking"), THINKING_TEMPLATE
-    )
+@pytest.fixture(scope="module", params=sorted(TEMPLATES))
+def templated(request, organism_path, tmp_path_factory):
+    """(name, the organism with that chat template of its own)."""
+    into = tmp_path_factory.mktemp(request.param)
+    return request.param, organism_with_template(organism_path, into, TEMPLATES[request.param])
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "generation_prompt"),
-    [
-        ({}, "<|im_start|>assistant\n"),
-        ({"enable_thinking": False}, "<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+SYSTEM_HEADER = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+SWITCHES = {  # template: (chat_template_kwargs, what the prompt then starts and ends with)
+    "thinking": [
+        ({}, "<|im_start|>system\nYou are a courier.", "<|im_start|>assistant\n"),
+        (
+            {"enable_thinking": False},
+            "<|im_start|>system\nYou are a courier.",
+            "<|im_start|>assistant\n<think>\n\n</think>\n\n",
+        ),
     ],
-)
-def test_the_checkpoints_own_template_and_its_switches_shape_every_decision(
-    thinking_checkpoint, kwargs, generation_prompt
-):
-    backend = hf(thinking_checkpoint, chat_template_kwargs=kwargs, generate={"max_new_tokens": 8})
+    "headers": [
+        (
+            {},
+            SYSTEM_HEADER + "Today Date: 26 Jul 2024",
+            "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+        ),
+        (
+            {"date_string": "24 Nov 2026"},
+            SYSTEM_HEADER + "Today Date: 24 Nov 2026",
+            "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+        ),
+    ],
+}
+
+
+@pytest.mark.parametrize("switch", [0, 1])
+def test_the_checkpoints_own_template_and_its_switches_shape_every_decision(templated, switch):
+    name, path = templated
+    kwargs, starts, ends = SWITCHES[name][switch]
+    backend = hf(path, chat_template_kwargs=kwargs, generate={"max_new_tokens": 8})
     req = request(2)
     rendered = backend.tokenizer.apply_chat_template(
         req.messages, tokenize=False, add_generation_prompt=True, **kwargs
     )
-    assert rendered.startswith("<|im_start|>system\nYou are a courier.<|im_end|>\n")
-    assert rendered.endswith("<|im_end|>\n" + generation_prompt)
+    assert rendered.startswith(starts) and rendered.endswith(ends)
     assert backend.prompt_text(req) == rendered
     pair = (CHOICES.comply, CHOICES.violate)
     by_hand = [
