@@ -9,11 +9,17 @@ machine; only the ratios mean something.
 
     python benchmarks/decide_throughput.py [--sizes 8 64 256] [--history 0 3]
                                            [--budgets 16384 4096 1024] [--budget-agents 64]
+                                           [--device cuda] [--model PATH]
+
+--device runs the organism (or the model) there, e.g. on a GPU, where one request is
+bound by latency rather than compute. --model PATH serves a local Hugging Face checkpoint
+with backend=hf's settings instead of the organism; the prompts stay the organism's.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from time import perf_counter
 
@@ -24,12 +30,25 @@ from agents.backends import make_backend
 from agents.decision import DecisionRequest
 from agents.organism.corpus import episodes
 from agents.organism.prior import BehaviouralPrior
+from envs.errors import InputError
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "backend" / "organism.yaml"
+BACKENDS = Path(__file__).resolve().parents[1] / "conf" / "backend"
+
+
+def backend_config(model: Path | None, device: str | None) -> dict:
+    """The organism's settings, or backend=hf's serving the checkpoint `model`; on `device`."""
+    cfg = OmegaConf.load(BACKENDS / ("hf.yaml" if model else "organism.yaml"))
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    if model:
+        cfg["model"]["path"] = str(model)
+    if device:
+        cfg["model"]["device"] = device
+    return cfg
 
 
 def round_requests(cfg: dict, n: int, history: int) -> list[DecisionRequest]:
-    """n agents' prompts with `history` remembered rounds, from the organism's own episodes."""
+    """n agents' prompts with `history` remembered rounds, from the organism's own episodes
+    (`cfg`: the organism's config, whose corpus plays the project's environments)."""
     corpus_cfg = {**cfg["corpus"], "episodes": 8 * n, "memory_window": history}
     played = [
         e for e in episodes(corpus_cfg, BehaviouralPrior(**cfg["prior"]), 1) if e.rounds > history
@@ -62,24 +81,28 @@ def main() -> None:
     )
     parser.add_argument("--budget-agents", type=int, default=64, help="N for the budget table")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: the config's)")
+    parser.add_argument("--model", type=Path, default=None, help="a local checkpoint (backend=hf)")
     args = parser.parse_args()
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF), resolve=True)
+    prompts = backend_config(None, None)["organism"]  # what the organism's agents are asked
+    cfg = backend_config(args.model, args.device)
     backend = make_backend(cfg, np.random.default_rng(0))
-    warm = round_requests(cfg["organism"], 8, 1)
+    print(f"model: {args.model or 'the organism'} on {backend.device}")
+    warm = round_requests(prompts, 8, 1)
     for mode in ("score", "generate"):
         backend.decide(warm, mode)
-    speed_ups(backend, cfg, args.sizes, args.history, args.repeats)
-    budgets(backend, cfg, args.budgets, args.budget_agents, args.history, args.repeats)
+    speed_ups(backend, prompts, args.sizes, args.history, args.repeats)
+    budgets(backend, prompts, args.budgets, args.budget_agents, args.history, args.repeats)
 
 
-def speed_ups(backend, cfg: dict, sizes: list[int], histories: list[int], repeats: int) -> None:
+def speed_ups(backend, prompts: dict, sizes: list[int], histories: list[int], repeats: int) -> None:
     """Decisions per second of a batched round and of one call per agent, side by side."""
-    print("organism backend: decisions per second, a round in one batch vs one call per agent")
+    print("decisions per second, a round in one batch vs one call per agent")
     print(f"{'mode':<9}{'history':>8}{'N':>6}{'batched':>10}{'one by one':>12}{'speed-up':>10}")
     for mode in ("score", "generate"):
         for history in histories:
             for n in sizes:
-                requests = round_requests(cfg["organism"], n, history)
+                requests = round_requests(prompts, n, history)
                 batched, single = (
                     n / min(seconds(backend, mode, requests, way) for _ in range(repeats))
                     for way in (True, False)
@@ -91,7 +114,7 @@ def speed_ups(backend, cfg: dict, sizes: list[int], histories: list[int], repeat
 
 
 def budgets(
-    backend, cfg: dict, budgets: list[int], n: int, histories: list[int], repeats: int
+    backend, prompts: dict, budgets: list[int], n: int, histories: list[int], repeats: int
 ) -> None:
     """Speed of a batched round under each micro-batch budget, relative to the configured one.
 
@@ -103,7 +126,7 @@ def budgets(
     print(f"{'mode':<9}{'history':>8}" + "".join(f"{b:>10}" for b in budgets))
     for mode in ("score", "generate"):
         for history in histories:
-            requests = round_requests(cfg["organism"], n, history)
+            requests = round_requests(prompts, n, history)
             best = dict.fromkeys(tried, float("inf"))
             for _ in range(repeats):
                 for budget in tried:
@@ -115,4 +138,7 @@ def budgets(
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except InputError as e:
+        sys.exit(f"error: {e}")
