@@ -53,7 +53,8 @@ def previous_run(run_dir: Path, cfg: dict) -> Manifest | None:
 
 
 def quiet_library_bars() -> None:
-    """run.progress=false: no progress bars from the Hugging Face libraries either."""
+    """run.progress=false: no progress bars from the Hugging Face libraries, nor from the
+    organism's build, which follows their switch."""
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers reads it on import
     if "transformers" in sys.modules:
         sys.modules["transformers"].utils.logging.disable_progress_bar()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers.utils import logging as hf_logging
 
 from agents.organism.corpus import Episode
 from agents.parsing import decision_json
@@ -164,7 +165,8 @@ def train(
     model.train()
     loss = float("nan")
     steps = 0
-    bar = tqdm(plan, desc=desc, unit="step", leave=False)
+    quiet = not hf_logging.is_progress_bar_enabled()  # run.progress=false silences these too
+    bar = tqdm(plan, desc=desc, unit="step", leave=False, disable=quiet)
     for steps, batch in enumerate(bar, start=1):
         value = answer_loss(model, collated([examples[i] for i in batch], pad))
         value.backward()
