@@ -1,6 +1,7 @@
 """backend=hf: user errors, LoRA adapters in mixed batches, micro-batching, a checkpoint's own
 chat template and its switches, on the organism."""
 
+import importlib.util
 import re
 import shutil
 
@@ -21,9 +22,10 @@ from tests.helpers import hand_logprob
 CHOICES = Choices(comply="the marked route", violate="the plaza shortcut")
 
 
-def hf(path, **extra):
-    cfg = {"name": "hf", "model": {"path": str(path), "device": "cpu", "dtype": "float32"}}
-    return make_backend({**cfg, **extra}, np.random.default_rng(0))
+def hf(path, model=None, **extra):
+    """backend=hf on the CPU in float32; `model` adds to backend.model, `extra` to backend."""
+    model = {"path": str(path), "device": "cpu", "dtype": "float32", **(model or {})}
+    return make_backend({"name": "hf", "model": model, **extra}, np.random.default_rng(0))
 
 
 def request(i: int, adapter=None) -> DecisionRequest:
@@ -121,6 +123,30 @@ def test_micro_batches_do_not_change_scores(organism_path):
     one_batch = scores(hf(organism_path), reqs)
     many = hf(organism_path, batch_tokens=64)
     assert np.allclose(scores(many, reqs), one_batch, atol=1e-4)
+
+
+def test_attention_implementations_give_the_same_scores(organism_path):
+    reqs = [request(i) for i in range(4)]
+    sdpa = scores(hf(organism_path), reqs)
+    eager = hf(organism_path, model={"attn_implementation": "eager"})
+    assert eager.model.config._attn_implementation == "eager"
+    assert np.allclose(scores(eager, reqs), sdpa, atol=1e-4)
+    with pytest.raises(InputError, match="backend.model.attn_implementation: .*magic"):
+        hf(organism_path, model={"attn_implementation": "magic"})
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or importlib.util.find_spec("flash_attn") is None,
+    reason="needs a CUDA GPU and flash-attn",
+)
+def test_flash_attention_2_scores_left_padded_prefixes_and_right_padded_tails(organism_path):
+    """Scoring pads prefixes on the left and both answers' tails on the right of a shared
+    cache; flash-attention-2 must read that mask as sdpa does."""
+    reqs = [request(i) for i in range(4)]  # three prompt lengths: padding on both sides
+    on_gpu = {"device": "cuda", "dtype": "bfloat16"}
+    sdpa = scores(hf(organism_path, model=on_gpu), reqs)
+    flash = hf(organism_path, model={**on_gpu, "attn_implementation": "flash_attention_2"})
+    assert np.allclose(scores(flash, reqs), sdpa, atol=0.05)
 
 
 def test_micro_batches_are_sorted_by_length_within_budget():

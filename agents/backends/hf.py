@@ -76,8 +76,16 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
-def load_checkpoint(path: str | Path | None, device: torch.device, dtype: torch.dtype):
-    """Model and tokenizer from a local Hugging Face directory (never from the hub)."""
+def load_checkpoint(
+    path: str | Path | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    attention: str | None = None,
+):
+    """Model and tokenizer from a local Hugging Face directory (never from the hub).
+
+    `attention`: transformers' attn_implementation (None: its default, sdpa).
+    """
     if not path:
         raise InputError("backend.model.path: required (a local Hugging Face model directory)")
     path = Path(path).expanduser()
@@ -87,9 +95,18 @@ def load_checkpoint(path: str | Path | None, device: torch.device, dtype: torch.
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"backend.model.path: cannot load {path}: {first}") from None
+        raise InputError(f"backend.model.path: cannot load {path}: {first_line(e)}") from None
+    if attention is not None:
+        try:
+            model.set_attn_implementation(attention)
+        except (ImportError, ValueError) as e:
+            raise InputError(f"backend.model.attn_implementation: {first_line(e)}") from None
     return model.to(device).eval(), tokenizer
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def micro_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
@@ -161,7 +178,9 @@ class HFBackend(Backend):
         model_cfg = cfg.get("model") or {}
         device = resolve_device(model_cfg.get("device", "auto"))
         dtype = resolve_dtype(model_cfg.get("dtype", "auto"), device)
-        model, tokenizer = load_checkpoint(model_cfg.get("path"), device, dtype)
+        model, tokenizer = load_checkpoint(
+            model_cfg.get("path"), device, dtype, model_cfg.get("attn_implementation")
+        )
         use_chat_template(
             tokenizer,
             cfg.get("chat_template"),
