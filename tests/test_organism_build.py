@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import backend_config
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from agents.decision import Experience, PeerAction
 from agents.organism import build as build_module
@@ -105,6 +106,9 @@ def test_build_writes_a_hugging_face_checkpoint_and_its_report(tiny_organism):
     assert path.parent == root and path.name == f"organism-{config_key(tiny_config())}"
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
         assert (path / name).is_file(), name
+    tokenizer_config = json.loads((path / "tokenizer_config.json").read_text())
+    assert tokenizer_config["tokenizer_class"] == "PreTrainedTokenizerFast"  # transformers 4 and 5
+    assert AutoTokenizer.from_pretrained(path).chat_template
     meta = json.loads((path / META).read_text())
     assert meta["key"] == config_key(tiny_config())
     assert 0 <= meta["initial_violation_rate"] <= 1

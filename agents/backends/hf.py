@@ -24,6 +24,8 @@ from time import perf_counter
 
 import numpy as np
 import torch
+import transformers
+from packaging.version import Version
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -46,6 +48,9 @@ from agents.parsing import decision_json
 from envs.errors import InputError, boolean, integer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# transformers 5.24 renamed the forward's past_key_values to cache (the old name goes in
+# 5.40); vLLM's GPU environment runs the transformers vLLM pins, which may be 4.x.
+CACHE = "cache" if Version(transformers.__version__) >= Version("5.24") else "past_key_values"
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 
@@ -341,9 +346,9 @@ class HFBackend(Backend):
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
-                cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **{CACHE: cache},
                 **adapter,
             )
             .logits[:, -1]
@@ -379,8 +384,8 @@ class HFBackend(Backend):
             input_ids=tail_ids,
             attention_mask=torch.cat([mask, tail_mask], dim=1),
             position_ids=mask.sum(-1, keepdim=True) + torch.arange(tail_ids.shape[1]).to(mask),
-            cache=cache,
             use_cache=True,
+            **{CACHE: cache},
             **{key: [name for name in names for _ in (0, 1)] for key, names in adapter.items()},
         ).logits.float()
         lp = logits.log_softmax(-1)[:, : targets.shape[1]]

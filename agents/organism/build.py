@@ -36,7 +36,7 @@ from agents.organism.train import tokenized, train
 from agents.prompts import PEER_VIEWS
 from envs.errors import InputError, boolean, integer, number
 
-VERSION = 3  # bump when the build changes what a config produces
+VERSION = 4  # bump when the build changes what a config produces
 META = "organism.json"
 
 
@@ -139,6 +139,16 @@ def llama(arch: Mapping, tokenizer) -> LlamaForCausalLM:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
+
+
+def save_tokenizer(tokenizer, out: Path) -> None:
+    """save_pretrained, naming the class PreTrainedTokenizerFast: transformers 5 writes its
+    new name, TokenizersBackend, which the transformers 4 of vLLM's GPU environment cannot
+    load; both load the old name as this same tokenizer."""
+    tokenizer.save_pretrained(out)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
 def opening_requests(corpus: Sequence[Episode]) -> list[DecisionRequest]:
@@ -254,7 +264,7 @@ def built(cfg: Mapping, out: Path) -> dict:
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     (out / META).write_text(json.dumps(meta, indent=2))
     print(
         f"organism: initial violation rate {rate:.3f} ("
