@@ -7,8 +7,8 @@ enable_lora, max_loras, max_lora_rank, max_cpu_loras, enable_sleep_mode)`,
 (the `guided_decoding`/`GuidedDecodingParams` names were removed in v0.12),
 `LoRARequest(lora_name, lora_int_id, lora_path)`, `LLM.sleep(level=1)` and `LLM.wake_up()`.
 
-vLLM pins its own torch and transformers, so it lives in a separate GPU environment
-(`pip install -e ".[vllm]"`, see README); this module is imported only when
+vLLM brings its own CUDA torch and transformers (4.x before vLLM 0.24, >= 5.5.3 since), so
+it lives in a separate GPU environment (see README); this module is imported only when
 backend=vllm is chosen, and says in one line what is missing otherwise.
 """
 
@@ -194,7 +194,12 @@ class VLLMEngine(Backend):
             self.loras[name] = self.vllm.LoRARequest(adapter.name, adapter.id, str(adapter.path))
 
     def check_answers(self) -> dict[str | None, list[int]]:
-        """Greedy tokens of the fixed check prompt, per active adapter (None: the base model)."""
+        """Greedy tokens of the fixed check prompt, per active adapter (None: the base model).
+
+        Computed from scratch each time (prefix cache reset, as sleep resets it), so that
+        before and after a sleep they go through the same kernels.
+        """
+        self.llm.reset_prefix_cache()
         outputs = self.llm.generate(
             [self._prompt(CHECK_MESSAGES)] * len(self.active),
             self.vllm.SamplingParams(max_tokens=CHECK_TOKENS, temperature=0.0, seed=0),
