@@ -20,12 +20,24 @@ def integer(value, field: str, minimum: int = 1) -> int:
     return value
 
 
-def number(value, field: str, low: float = 0.0, high: float = math.inf, above: bool = False):
-    """`value` as a float in [low, high], or in (low, high] when `above`; else an InputError."""
+def number(
+    value,
+    field: str,
+    low: float = 0.0,
+    high: float = math.inf,
+    above: bool = False,
+    below: bool = False,
+) -> float:
+    """`value` as a float between low and high, each bound included unless `above` (low) or
+    `below` (high) excludes it; else an InputError naming `field`."""
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not (value > low if above else value >= low) or value > high:
+    if (
+        not ok
+        or not (value > low if above else value >= low)
+        or not (value < high if below else value <= high)
+    ):
         bounds = [f"{'>' if above else '>='} {low:g}"] if low > -math.inf else []
-        bounds += [f"<= {high:g}"] if high < math.inf else []
+        bounds += [f"{'<' if below else '<='} {high:g}"] if high < math.inf else []
         raise InputError(f"{field}: {value!r} must be a number {' and '.join(bounds)}".strip())
     return float(value)
 

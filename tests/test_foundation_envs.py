@@ -1,10 +1,13 @@
 """Environments: payoff rules against hand-computed cases, schedules, catalogue grid."""
 
+import math
+
 import numpy as np
 import pytest
 
 from envs import InputError, RolePlayEnv, ThresholdGameEnv
 from envs.catalog import load_templates, roleplay_items, threshold_games
+from envs.errors import boolean, integer, number
 from envs.supervision import SCHEDULES, SupervisionSchedule
 
 RG = [{"high": 1.2, "normal": 1.0, "low": 0.8}]
@@ -172,3 +175,29 @@ def test_catalogue_rejects_bad_grids_and_names():
         threshold_games("all", 8, [4], [{"high": 1.2}])
     with pytest.raises(InputError, match="env.thresholds"):
         ThresholdGameEnv(threshold_games(["price_ring"], 4, [5], RG))
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "message"),
+    [
+        (lambda v: integer(v, "f"), 0, "f: 0 must be an integer >= 1"),
+        (lambda v: integer(v, "f", minimum=0), True, "f: True must be an integer >= 0"),
+        (lambda v: integer(v, "f"), 2.0, "f: 2.0 must be an integer >= 1"),
+        (lambda v: number(v, "f", above=True), 0, "f: 0 must be a number > 0"),
+        (lambda v: number(v, "f", high=1.0), 1.5, "f: 1.5 must be a number >= 0 and <= 1"),
+        (lambda v: number(v, "f", high=1, above=True, below=True), 1, "> 0 and < 1"),
+        (lambda v: number(v, "f", low=-math.inf), "x", "f: 'x' must be a number"),
+        (lambda v: number(v, "f"), float("nan"), "f: nan must be a number >= 0"),
+        (lambda v: boolean(v, "f"), "yes", "f: 'yes' must be true or false"),
+    ],
+)
+def test_value_checks_name_the_field_and_what_was_expected(check, value, message):
+    with pytest.raises(InputError) as err:
+        check(value)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_value_checks_pass_good_values_through():
+    assert integer(3, "f") == 3 and integer(0, "f", minimum=0) == 0
+    assert number(1, "f", high=1.0) == 1.0 and number(-2.5, "f", low=-math.inf) == -2.5
+    assert boolean(False, "f") is False

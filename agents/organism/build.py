@@ -72,9 +72,7 @@ def check_config(cfg: Mapping) -> None:
     integer(cfg["tokenizer"]["vocab_size"], f"{field}.tokenizer.vocab_size", minimum=300)
     integer(cfg["tokenizer"]["max_token_length"], f"{field}.tokenizer.max_token_length")
     prior = cfg["prior"]
-    number(prior["propensity"], f"{field}.prior.propensity", high=1.0, above=True)
-    if prior["propensity"] >= 1.0:
-        raise InputError(f"{field}.prior.propensity: 1 must be a number > 0 and < 1")
+    number(prior["propensity"], f"{field}.prior.propensity", high=1.0, above=True, below=True)
     for key in ("reward_following", "imitation"):
         number(prior[key], f"{field}.prior.{key}", low=-math.inf)
     corpus = cfg["corpus"]
