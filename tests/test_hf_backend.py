@@ -149,6 +149,32 @@ def test_flash_attention_2_scores_left_padded_prefixes_and_right_padded_tails(or
     assert np.allclose(scores(flash, reqs), sdpa, atol=0.05)
 
 
+def with_room_for(backend, rows: int):
+    """The backend's model raises torch's out-of-memory error on a forward of more rows, as
+    a device with room for `rows` rows would."""
+
+    def check(module, args, kwargs):
+        if kwargs["input_ids"].shape[0] > rows:
+            raise torch.OutOfMemoryError(f"no room for {kwargs['input_ids'].shape[0]} rows")
+
+    backend.model.register_forward_pre_hook(check, with_kwargs=True)
+    return backend
+
+
+def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits(organism_path):
+    reqs = [request(i) for i in range(6)]
+    roomy = hf(organism_path, generate={"max_new_tokens": 8})
+    cramped = with_room_for(hf(organism_path, generate={"max_new_tokens": 8}), rows=4)
+    assert len(micro_batches([64] * 6, cramped.batch_tokens)) == 1  # one batch of 6 planned
+    with pytest.warns(UserWarning, match="backend.batch_tokens: 16384 ran out of cpu memory"):
+        assert np.allclose(scores(cramped, reqs), scores(roomy, reqs), atol=1e-4)
+    assert cramped.batch_tokens < 16384  # the next rounds start from what fitted
+    texts = [[d.text for d in b.decide(reqs, "generate")] for b in (roomy, cramped)]
+    assert texts[0] == texts[1]
+    with pytest.raises(InputError, match="one request of .* tokens does not fit in cpu memory"):
+        with_room_for(hf(organism_path), rows=0).decide(reqs[:1], "score")
+
+
 def test_micro_batches_are_sorted_by_length_within_budget():
     batches = micro_batches([50, 10, 30, 10, 200], budget=64)
     assert batches == [[1, 3], [2], [0], [4]]

@@ -12,12 +12,14 @@ generate: sampled with the run's RNG (one torch.Generator per request, so a requ
 samples the same text whatever batch it is in) and parsed by agents.parsing.
 
 Requests are sorted by length and cut into micro-batches of at most `batch_tokens`
-padded tokens, left-padded. A batch mixing LoRA adapters goes through PEFT's
+padded tokens, left-padded; a micro-batch that runs out of device memory is halved, and
+the budget lowered, until it fits. A batch mixing LoRA adapters goes through PEFT's
 `adapter_names=` in a single forward.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from time import perf_counter
@@ -315,18 +317,53 @@ class HFBackend(Backend):
         lengths = [len(p) + max(len(t) for t in ts) for p, ts in zip(prefixes, tails, strict=True)]
         out: list[tuple[float, float]] = [(0.0, 0.0)] * len(requests)
         latency = [0.0] * len(requests)
-        for batch in micro_batches(lengths, self.batch_tokens):
-            tic = perf_counter()
-            with torch.inference_mode():
-                scores = self.tail_logprobs(
-                    [prefixes[i] for i in batch],
-                    [tails[i] for i in batch],
-                    self.adapter_kwargs([requests[i] for i in batch]),
-                ).tolist()
-            took = perf_counter() - tic
+
+        @torch.inference_mode()
+        def scored(batch: list[int]) -> list[list[float]]:
+            return self.tail_logprobs(
+                [prefixes[i] for i in batch],
+                [tails[i] for i in batch],
+                self.adapter_kwargs([requests[i] for i in batch]),
+            ).tolist()
+
+        for batch, scores, took in self.in_batches(lengths, scored):
             for i, s in zip(batch, scores, strict=True):
                 out[i], latency[i] = tuple(s), took
         return out, n_prompt, latency
+
+    def in_batches(self, lengths: Sequence[int], compute) -> list[tuple[list[int], object, float]]:
+        """(batch, compute(batch), seconds) for length-sorted micro-batches within the budget.
+
+        A batch the device has no memory for is halved, and the budget lowered to what the
+        halves need, until it fits; results do not depend on how rows are batched.
+        """
+        done, pending = [], micro_batches(lengths, self.batch_tokens)
+        budget = self.batch_tokens
+        while pending:
+            batch = pending.pop(0)
+            tic = perf_counter()
+            try:
+                done.append((batch, compute(batch), perf_counter() - tic))
+            except torch.OutOfMemoryError:
+                if len(batch) == 1:
+                    raise InputError(
+                        f"backend.model: one request of {lengths[batch[0]]} tokens does not "
+                        f"fit in {self.device.type} memory; use a smaller model or shorter "
+                        "prompts (agents.memory_window)"
+                    ) from None
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                half = len(batch) // 2
+                pending[:0] = [batch[:half], batch[half:]]
+                budget = min(budget, half * max(lengths[i] for i in batch))
+        if budget < self.batch_tokens:
+            warnings.warn(
+                f"backend.batch_tokens: {self.batch_tokens} ran out of {self.device.type} "
+                f"memory; using {budget} from now on",
+                stacklevel=3,
+            )
+            self.batch_tokens = budget
+        return done
 
     def label_logprob_tensor(
         self, requests: Sequence[DecisionRequest], adapter_names: Sequence[str]
@@ -397,14 +434,15 @@ class HFBackend(Backend):
         prompts = self.encode([self.prompt_text(r) for r in requests])
         lengths = [len(p) + self.max_new_tokens for p in prompts]
         out: list[Decision | None] = [None] * len(requests)
-        for batch in micro_batches(lengths, self.batch_tokens):
-            tic = perf_counter()
-            completions = self.sample(
+
+        def sampled(batch: list[int]) -> list[list[int]]:
+            return self.sample(
                 [prompts[i] for i in batch],
                 [seeds[i] for i in batch],
                 self.adapter_kwargs([requests[i] for i in batch]),
             )
-            took = perf_counter() - tic
+
+        for batch, completions, took in self.in_batches(lengths, sampled):
             for i, ids in zip(batch, completions, strict=True):
                 out[i] = generated_decision(
                     self.tokenizer.decode(ids, skip_special_tokens=True),
