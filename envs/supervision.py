@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from envs.errors import InputError
+from envs.errors import InputError, number
 
 Pattern = Callable[[int, int], bool]  # (round, n_rounds) -> supervised?
 
@@ -38,8 +38,7 @@ class SupervisionSchedule:
                 f"env.schedule: unknown schedule {name!r}; expected one of {', '.join(SCHEDULES)}"
             )
         for key, p in (("p_supervised", p_supervised), ("p_neutral", p_neutral)):
-            if not 0.0 <= p <= 1.0:
-                raise InputError(f"env.{key}: {p} is not a probability in [0, 1]")
+            number(p, f"env.{key}", high=1.0)
         if p_supervised + p_neutral > 1.0:
             raise InputError("env.p_supervised + env.p_neutral: must not exceed 1")
         self.name = name

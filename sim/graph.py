@@ -16,7 +16,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from envs.errors import InputError
+from envs.errors import InputError, integer, number
 
 SCOPES = ("within_groups", "population")
 FILE_FORMATS = ("edgelist", "graphml")
@@ -86,15 +86,6 @@ def unit_graph(cfg: Mapping) -> UnitGraph:
     return KINDS[kind](cfg)
 
 
-def _number(cfg: Mapping, key: str, low: float, high: float = float("inf"), integer=False):
-    value = cfg.get(key)
-    ok = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok or not low <= value <= high:
-        kind = "an integer" if integer else "a number"
-        raise InputError(f"graph.{key}: {value!r} must be {kind} between {low:g} and {high:g}")
-    return value
-
-
 def _fits(value: float, n: int, key: str, limit: int) -> None:
     if value > limit:
         raise InputError(f"graph.{key}: {value:g} is too large for a graph of {n} agents")
@@ -105,7 +96,7 @@ def _complete(cfg: Mapping) -> UnitGraph:
 
 
 def _lattice_degree(cfg: Mapping) -> int:
-    k = _number(cfg, "k", 2, integer=True)
+    k = integer(cfg.get("k"), "graph.k", minimum=2)
     if k % 2:
         raise InputError(f"graph.k: {k} must be even (k/2 neighbours on each side of the ring)")
     return k
@@ -114,7 +105,7 @@ def _lattice_degree(cfg: Mapping) -> int:
 def _small_world(cfg: Mapping, p: float | None = None) -> UnitGraph:
     """Watts-Strogatz: a ring lattice of k neighbours, each edge rewired with probability p."""
     k = _lattice_degree(cfg)
-    p = _number(cfg, "p", 0.0, 1.0) if p is None else p
+    p = number(cfg.get("p"), "graph.p", high=1.0) if p is None else p
 
     def build(n: int, seed: int) -> nx.Graph:
         _fits(k, n, "k", n - 1)
@@ -124,7 +115,7 @@ def _small_world(cfg: Mapping, p: float | None = None) -> UnitGraph:
 
 
 def _scale_free(cfg: Mapping) -> UnitGraph:
-    m = _number(cfg, "m", 1, integer=True)
+    m = integer(cfg.get("m"), "graph.m")
 
     def build(n: int, seed: int) -> nx.Graph:
         _fits(m, n, "m", n - 1)
@@ -134,7 +125,7 @@ def _scale_free(cfg: Mapping) -> UnitGraph:
 
 
 def _erdos_renyi(cfg: Mapping) -> UnitGraph:
-    z = _number(cfg, "mean_degree", 0.0)
+    z = number(cfg.get("mean_degree"), "graph.mean_degree")
 
     def build(n: int, seed: int) -> nx.Graph:
         _fits(z, n, "mean_degree", n - 1)
@@ -145,8 +136,8 @@ def _erdos_renyi(cfg: Mapping) -> UnitGraph:
 
 def _stochastic_block(cfg: Mapping) -> UnitGraph:
     """Equal-sized communities; degree_in/degree_out are expected neighbours inside/outside."""
-    c = _number(cfg, "communities", 1, integer=True)
-    d_in, d_out = _number(cfg, "degree_in", 0.0), _number(cfg, "degree_out", 0.0)
+    c = integer(cfg.get("communities"), "graph.communities")
+    d_in, d_out = (number(cfg.get(key), f"graph.{key}") for key in ("degree_in", "degree_out"))
 
     def build(n: int, seed: int) -> nx.Graph:
         _fits(c, n, "communities", n)

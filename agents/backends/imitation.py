@@ -15,15 +15,9 @@ import numpy as np
 
 from agents.backends.scripted import ScriptedBackend
 from agents.decision import DecisionRequest, Experience, PeerAction
-from envs.errors import InputError
+from envs.errors import InputError, number
 
 DISTRIBUTIONS = ("constant", "uniform", "normal")
-
-
-def _unit(value: float, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise InputError(f"{field}: {value!r} must be a number between 0 and 1")
-    return float(value)
 
 
 def _last(history: Sequence[Experience]) -> Experience | None:
@@ -42,7 +36,7 @@ class ImitationRule(ScriptedBackend):
 
     def __init__(self, rng: np.random.Generator, p0: float = 0.0):
         super().__init__(rng)
-        self.p0 = _unit(p0, "backend.p0")
+        self.p0 = number(p0, "backend.p0", high=1.0)
 
     def p_violate(self, requests: Sequence[DecisionRequest]) -> np.ndarray:
         return np.fromiter(map(self._p, requests), float, len(requests))
@@ -65,9 +59,7 @@ class Fermi(ImitationRule):
 
     def __init__(self, rng: np.random.Generator, beta: float, p0: float = 0.0):
         super().__init__(rng, p0)
-        if isinstance(beta, bool) or not isinstance(beta, int | float) or beta < 0:
-            raise InputError(f"backend.beta: {beta!r} must be a number >= 0")
-        self.beta = float(beta)
+        self.beta = number(beta, "backend.beta")
 
     def rule(self, request: DecisionRequest, own: Experience) -> float:
         peers = _valid(request.peers)
@@ -116,8 +108,8 @@ class LinearThreshold(ImitationRule):
             raise InputError(
                 f"backend.distribution: {distribution!r}; expected one of {DISTRIBUTIONS}"
             )
-        self.threshold = _unit(threshold, "backend.threshold")
-        self.spread = _unit(spread, "backend.spread")
+        self.threshold = number(threshold, "backend.threshold", high=1.0)
+        self.spread = number(spread, "backend.spread", high=1.0)
         self.distribution = distribution
         self.progressive = bool(progressive)
         self.phi = np.empty(0)  # per agent id, drawn on first sight

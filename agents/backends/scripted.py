@@ -11,13 +11,7 @@ import numpy as np
 
 from agents.backends.base import Backend
 from agents.decision import Decision, DecisionRequest
-from envs.errors import InputError
-
-
-def _probability(value: float, field: str) -> float:
-    if not 0.0 < value < 1.0:
-        raise InputError(f"{field}: {value} must be a probability strictly between 0 and 1")
-    return value
+from envs.errors import number
 
 
 class ScriptedBackend(Backend):
@@ -46,7 +40,7 @@ class FixedRate(ScriptedBackend):
 
     def __init__(self, rng: np.random.Generator, p_violate: float):
         super().__init__(rng)
-        self.p = _probability(p_violate, "backend.p_violate")
+        self.p = number(p_violate, "backend.p_violate", high=1.0, above=True, below=True)
 
     def p_violate(self, requests: Sequence[DecisionRequest]) -> np.ndarray:
         return np.full(len(requests), self.p)
@@ -65,7 +59,8 @@ class RewardFollowing(ScriptedBackend):
         self, rng: np.random.Generator, p0: float, sensitivity: float, imitation: float = 0.0
     ):
         super().__init__(rng)
-        self.logit0 = float(np.log(_probability(p0, "backend.p0") / (1 - p0)))
+        p0 = number(p0, "backend.p0", high=1.0, above=True, below=True)
+        self.logit0 = float(np.log(p0 / (1 - p0)))
         self.sensitivity = sensitivity
         self.imitation = imitation
 
