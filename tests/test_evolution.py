@@ -24,6 +24,7 @@ from agents.evolution.trainer import LoraTrainer
 from agents.parsing import decision_json
 from envs.base import Choices
 from envs.catalog import load_templates
+from envs.errors import InputError
 from tests.helpers import ROOT, sim_run
 
 SMALL = [
@@ -167,7 +168,8 @@ def lora_weights(model, name: str) -> dict[str, torch.Tensor]:
 
 
 def test_adapters_trained_together_follow_their_alone_trajectories(organism_path):
-    """Batched training of several owners = each owner trained alone (multi-batch, 2 steps)."""
+    """Batched training of several owners = each owner trained alone (multi-batch, 2 steps)
+    = trained together on a device that runs out of memory above 3 rows."""
     choices = Choices(comply="the marked route", violate="the plaza shortcut")
     rng = np.random.default_rng(0)
 
@@ -186,19 +188,34 @@ def test_adapters_trained_together_follow_their_alone_trajectories(organism_path
         for o, n in (("agent-0", 5), ("agent-1", 2), ("agent-2", 4))
     ]
 
-    def trained(groups):
+    def trained(groups, room: int | None = None):
+        """Each adapter's LoRA weights after training `groups` one after the other, on a
+        device with room for `room` rows a forward pass (torch's out-of-memory error above)."""
         backend = make_backend(
             {"name": "hf", "model": {"path": str(organism_path), "device": "cpu"}},
             np.random.default_rng(0),
         )
+        if room is not None:
+
+            def check(module, args, kwargs):
+                if kwargs["input_ids"].shape[0] > room:
+                    raise torch.OutOfMemoryError(f"no room for {kwargs['input_ids'].shape[0]}")
+
+            backend.model.model.register_forward_pre_hook(check, with_kwargs=True)
         lora = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
         trainer = LoraTrainer(backend, lora, lr=0.01, steps=2, batch_size=2, seed=0)
         for group in groups:
             trainer.train(group, pg_loss, beta=0.0, reference_is_parent=False)
-        return {v.name: lora_weights(backend.model, backend.peft_names[v.name]) for v, _ in jobs}
+        weights = {v.name: lora_weights(backend.model, backend.peft_names[v.name]) for v, _ in jobs}
+        return weights, trainer.rows_per_pass
 
-    together, alone = trained([jobs]), trained([[job] for job in jobs])
+    (together, _), (alone, _) = trained([jobs]), trained([[job] for job in jobs])
+    cramped, rows_per_pass = trained([jobs], room=3)  # 2 requests need 4 rows (both answers)
+    assert rows_per_pass == 1
+    with pytest.raises(InputError, match="evolution: one training example does not fit"):
+        trained([jobs], room=1)
     for name, weights in together.items():
         assert any(w.abs().max() > 1e-3 for k, w in weights.items() if "lora_B" in k), name
         for key, w in weights.items():
             torch.testing.assert_close(w, alone[name][key], rtol=1e-4, atol=1e-6, msg=name + key)
+            torch.testing.assert_close(w, cramped[name][key], rtol=1e-4, atol=1e-6, msg=name + key)

@@ -16,6 +16,7 @@ import hashlib
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from agents.backends.hf import BASE, HFBackend
 from agents.evolution.data import Example
 from agents.evolution.lineage import Version
+from envs.errors import InputError
 
 Objective = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
@@ -51,6 +53,7 @@ class LoraTrainer:
         self.lr = lr
         self.steps = steps
         self.batch_size = batch_size
+        self.rows_per_pass = batch_size  # lowered if the device runs out of memory
         self.seed = seed
 
     def add(self, v: Version) -> str:
@@ -82,14 +85,40 @@ class LoraTrainer:
         names = self.backend.peft_names
         peft = [names[v.parent] if use_parent and v.parent else BASE for v, _ in rows]
         requests = [ex.sample.request for _, ex in rows]
-        size = self.batch_size
-        with torch.no_grad():
-            return torch.cat(
-                [
-                    self.backend.label_logprob_tensor(requests[i : i + size], peft[i : i + size])
-                    for i in range(0, len(rows), size)
-                ]
-            )
+        parts: list[torch.Tensor] = []
+
+        @torch.no_grad()
+        def scored(part: slice) -> None:
+            parts.append(self.backend.label_logprob_tensor(requests[part], peft[part]))
+
+        self.in_passes(len(rows), scored)
+        return torch.cat(parts)
+
+    def in_passes(self, n: int, compute: Callable[[slice], None]) -> None:
+        """compute(part) over rows 0..n-1 in order, at most `rows_per_pass` rows a pass.
+
+        A pass the device has no memory for is split in two (compute must leave nothing
+        behind when it fails), and later passes start from what fitted.
+        """
+        size = self.rows_per_pass
+        pending = [slice(i, min(i + size, n)) for i in range(0, n, size)]
+        while pending:
+            part = pending.pop(0)
+            try:
+                compute(part)
+            except torch.OutOfMemoryError:
+                rows = part.stop - part.start
+                if rows == 1:
+                    raise InputError(
+                        f"evolution: one training example does not fit in "
+                        f"{self.backend.device.type} memory; use a smaller model or a "
+                        "shorter agents.memory_window"
+                    ) from None
+                if self.backend.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                middle = part.start + rows // 2
+                pending[:0] = [slice(part.start, middle), slice(middle, part.stop)]
+                self.rows_per_pass = min(self.rows_per_pass, rows // 2)
 
     def trainable(self, names: set[str]) -> list[torch.nn.Parameter]:
         """Unfreeze exactly the named adapters' LoRA weights; returns them."""
@@ -133,7 +162,7 @@ class LoraTrainer:
 
         Every owner shuffles its own examples with an RNG seeded by its version's name and
         cuts them into batches of `batch_size`; step k of all owners shares forward passes
-        (chunks of `batch_size` rows, gradients accumulated) and one optimiser step. Each
+        (at most `batch_size` rows each, gradients accumulated) and one optimiser step. Each
         row's loss is divided by its owner's batch size, and an owner absent from a step
         has no gradient, so AdamW leaves it alone: every adapter takes exactly the steps,
         on exactly the batches, it would take if trained alone.
@@ -146,6 +175,18 @@ class LoraTrainer:
         rngs = [np.random.default_rng(stable_seed(self.seed, v.name)) for v, _ in jobs]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
         last = torch.zeros(len(rows), 2)
+
+        def accumulate(index: np.ndarray, scale: torch.Tensor, part: slice) -> None:
+            """Add the part's weighted loss gradient to .grad, once all of it is computed."""
+            chunk = index[part]
+            loss, kl = self.row_losses([rows[j] for j in chunk], ref[chunk], objective, beta)
+            total = (loss * scale[part].to(loss)).sum()
+            grads = torch.autograd.grad(total, params, allow_unused=True)
+            for p, g in zip(params, grads, strict=True):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad + g
+            last[chunk] = torch.stack([loss, kl], 1).detach().float().cpu()
+
         for _ in range(self.steps):
             passes = [self.owner_batches(idx, rng) for idx, rng in zip(owned, rngs, strict=True)]
             for k in range(max(len(p) for p in passes)):
@@ -153,12 +194,7 @@ class LoraTrainer:
                 index = np.concatenate(step)
                 scale = torch.cat([torch.full((len(b),), 1.0 / len(b)) for b in step])
                 optimizer.zero_grad()
-                for i in range(0, len(index), self.batch_size):
-                    chunk = index[i : i + self.batch_size]
-                    batch = [rows[j] for j in chunk]
-                    loss, kl = self.row_losses(batch, ref[chunk], objective, beta)
-                    (loss * scale[i : i + len(chunk)].to(loss)).sum().backward()
-                    last[chunk] = torch.stack([loss, kl], 1).detach().float().cpu()
+                self.in_passes(len(index), partial(accumulate, index, scale))
                 optimizer.step()
         for p in params:
             p.requires_grad_(False)
