@@ -128,6 +128,32 @@ def micro_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
     return batches
 
 
+def within_memory(
+    parts: Sequence[Sequence[int]], compute, device: torch.device, too_large
+) -> tuple[list[tuple[Sequence[int], object, float]], list[Sequence[int]]]:
+    """(part, compute(part), seconds) for each part of row indices, in order, and the halves
+    made on the way: a part the device has no memory for is split in two until it fits.
+
+    compute must leave nothing behind when it fails; a single row that does not fit is an
+    InputError with the message too_large(row).
+    """
+    done, halves, pending = [], [], list(parts)
+    while pending:
+        part = pending.pop(0)
+        tic = perf_counter()
+        try:
+            done.append((part, compute(part), perf_counter() - tic))
+        except torch.OutOfMemoryError:
+            if len(part) == 1:
+                raise InputError(too_large(part[0])) from None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            middle = len(part) // 2
+            pending[:0] = [part[:middle], part[middle:]]
+            halves += pending[:2]
+    return done, halves
+
+
 def left_padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device):
     """input_ids, attention_mask and position_ids of rows padded on the left."""
     width = max(len(r) for r in rows)
@@ -334,29 +360,21 @@ class HFBackend(Backend):
     def in_batches(self, lengths: Sequence[int], compute) -> list[tuple[list[int], object, float]]:
         """(batch, compute(batch), seconds) for length-sorted micro-batches within the budget.
 
-        A batch the device has no memory for is halved, and the budget lowered to what the
-        halves need, until it fits; results do not depend on how rows are batched.
+        A batch the device has no memory for is halved until it fits, and the budget
+        lowered to what the halves need; results do not depend on how rows are batched.
         """
-        done, pending = [], micro_batches(lengths, self.batch_tokens)
-        budget = self.batch_tokens
-        while pending:
-            batch = pending.pop(0)
-            tic = perf_counter()
-            try:
-                done.append((batch, compute(batch), perf_counter() - tic))
-            except torch.OutOfMemoryError:
-                if len(batch) == 1:
-                    raise InputError(
-                        f"backend.model: one request of {lengths[batch[0]]} tokens does not "
-                        f"fit in {self.device.type} memory; use a smaller model or shorter "
-                        "prompts (agents.memory_window)"
-                    ) from None
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                half = len(batch) // 2
-                pending[:0] = [batch[:half], batch[half:]]
-                budget = min(budget, half * max(lengths[i] for i in batch))
-        if budget < self.batch_tokens:
+        done, halves = within_memory(
+            micro_batches(lengths, self.batch_tokens),
+            compute,
+            self.device,
+            lambda row: (
+                f"backend.model: one request of {lengths[row]} tokens does not fit in "
+                f"{self.device.type} memory; use a smaller model or shorter prompts "
+                "(agents.memory_window)"
+            ),
+        )
+        if halves:
+            budget = min(len(h) * max(lengths[i] for i in h) for h in halves)
             warnings.warn(
                 f"backend.batch_tokens: {self.batch_tokens} ran out of {self.device.type} "
                 f"memory; using {budget} from now on",

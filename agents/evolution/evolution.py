@@ -167,8 +167,7 @@ def make_evolution(
     every = cfg.get("every", 0)
     if cfg.get("name", "none") == "none" or not every:
         return None
-    if not isinstance(every, int) or every < 0:
-        raise InputError(f"evolution.every: {every!r} must be an integer >= 0")
+    integer(every, "evolution.every", minimum=0)
     if cfg["name"] not in OBJECTIVES:
         raise InputError(f"evolution.name: {cfg['name']!r}; expected none, pg, dpo or sft")
     if cfg.get("sharing", "per_agent") not in SHARING:

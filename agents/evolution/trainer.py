@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from agents.backends.hf import BASE, HFBackend
+from agents.backends.hf import BASE, HFBackend, within_memory
 from agents.evolution.data import Example
 from agents.evolution.lineage import Version
-from envs.errors import InputError
 
 Objective = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
@@ -85,40 +84,34 @@ class LoraTrainer:
         names = self.backend.peft_names
         peft = [names[v.parent] if use_parent and v.parent else BASE for v, _ in rows]
         requests = [ex.sample.request for _, ex in rows]
-        parts: list[torch.Tensor] = []
 
         @torch.no_grad()
-        def scored(part: slice) -> None:
-            parts.append(self.backend.label_logprob_tensor(requests[part], peft[part]))
+        def scored(part: np.ndarray) -> torch.Tensor:
+            chosen = [requests[i] for i in part], [peft[i] for i in part]
+            return self.backend.label_logprob_tensor(*chosen)
 
-        self.in_passes(len(rows), scored)
-        return torch.cat(parts)
+        return torch.cat(self.in_passes(len(rows), scored))
 
-    def in_passes(self, n: int, compute: Callable[[slice], None]) -> None:
-        """compute(part) over rows 0..n-1 in order, at most `rows_per_pass` rows a pass.
+    def in_passes(self, n: int, compute: Callable[[np.ndarray], object]) -> list:
+        """compute(rows) over rows 0..n-1, at most `rows_per_pass` at a time; the results
+        in order.
 
         A pass the device has no memory for is split in two (compute must leave nothing
         behind when it fails), and later passes start from what fitted.
         """
         size = self.rows_per_pass
-        pending = [slice(i, min(i + size, n)) for i in range(0, n, size)]
-        while pending:
-            part = pending.pop(0)
-            try:
-                compute(part)
-            except torch.OutOfMemoryError:
-                rows = part.stop - part.start
-                if rows == 1:
-                    raise InputError(
-                        f"evolution: one training example does not fit in "
-                        f"{self.backend.device.type} memory; use a smaller model or a "
-                        "shorter agents.memory_window"
-                    ) from None
-                if self.backend.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                middle = part.start + rows // 2
-                pending[:0] = [slice(part.start, middle), slice(middle, part.stop)]
-                self.rows_per_pass = min(self.rows_per_pass, rows // 2)
+        device = self.backend.device
+        done, halves = within_memory(
+            [np.arange(i, min(i + size, n)) for i in range(0, n, size)],
+            compute,
+            device,
+            lambda row: (
+                f"evolution: one training example does not fit in {device.type} memory; "
+                "use a smaller model or a shorter agents.memory_window"
+            ),
+        )
+        self.rows_per_pass = min([size, *map(len, halves)])
+        return [result for _, result, _ in done]
 
     def trainable(self, names: set[str]) -> list[torch.nn.Parameter]:
         """Unfreeze exactly the named adapters' LoRA weights; returns them."""
@@ -176,11 +169,11 @@ class LoraTrainer:
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
         last = torch.zeros(len(rows), 2)
 
-        def accumulate(index: np.ndarray, scale: torch.Tensor, part: slice) -> None:
+        def accumulate(index: np.ndarray, scale: torch.Tensor, part: np.ndarray) -> None:
             """Add the part's weighted loss gradient to .grad, once all of it is computed."""
             chunk = index[part]
             loss, kl = self.row_losses([rows[j] for j in chunk], ref[chunk], objective, beta)
-            total = (loss * scale[part].to(loss)).sum()
+            total = (loss * scale[torch.from_numpy(part)].to(loss)).sum()
             grads = torch.autograd.grad(total, params, allow_unused=True)
             for p, g in zip(params, grads, strict=True):
                 if g is not None:
