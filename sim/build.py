@@ -32,8 +32,7 @@ def check_run(cfg: Mapping) -> None:
     view = cfg["agents"]["peer_view"]
     if view not in PEER_VIEWS:
         raise InputError(f"agents.peer_view: {view!r}; expected one of {', '.join(PEER_VIEWS)}")
-    if not isinstance(cfg["seed"], int):
-        raise InputError(f"seed: {cfg['seed']!r} must be an integer")
+    integer(cfg["seed"], "seed", minimum=0)  # numpy's seed sequences take no negative seeds
     integer(cfg["run"]["checkpoint_every"], "run.checkpoint_every", minimum=0)
     for key in ("progress", "report", "record_prompts"):
         boolean(cfg["run"][key], f"run.{key}")

@@ -117,6 +117,7 @@ def bad_questions(tmp_path: Path) -> dict[str, Path]:
         (["run.roundz=3"], "run.roundz"),
         (["experiment=nope"], "experiment"),
         (["run.rounds=-3"], "run.rounds: -3 must be an integer >= 1"),
+        (["seed=-1"], "seed: -1 must be an integer >= 0"),
         (["env.schedule=sometimes"], "env.schedule: unknown schedule 'sometimes'"),
         (["agents.peer_view=everything"], "agents.peer_view"),
         (
