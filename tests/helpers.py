@@ -1,5 +1,5 @@
-"""Helpers the test modules share: the project root, the simulator as a user runs it, and
-label scores computed by hand."""
+"""Helpers the test modules share: the project root, the simulator as a user runs it,
+label scores computed by hand, and a device that runs out of memory."""
 
 import os
 import subprocess
@@ -37,3 +37,15 @@ def hand_logprob(model, tokenizer, prompt: str, label: str, other: str) -> float
         logits = model(torch.tensor([ids])).logits[0].double()
     logp = logits.log_softmax(-1)
     return float(sum(logp[t - 1, ids[t]] for t in range(start, len(ids))))
+
+
+def with_room_for(module: torch.nn.Module, rows: int) -> torch.nn.Module:
+    """`module` raises torch's out-of-memory error on a forward of more than `rows` rows,
+    as a device with room for `rows` rows would (this CPU cannot run out on demand)."""
+
+    def check(module, args, kwargs):
+        if kwargs["input_ids"].shape[0] > rows:
+            raise torch.OutOfMemoryError(f"no room for {kwargs['input_ids'].shape[0]} rows")
+
+    module.register_forward_pre_hook(check, with_kwargs=True)
+    return module

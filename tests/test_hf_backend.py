@@ -17,7 +17,7 @@ from agents.decision import DecisionRequest
 from agents.parsing import decision_json
 from envs.base import Choices
 from envs.errors import InputError
-from tests.helpers import hand_logprob
+from tests.helpers import hand_logprob, with_room_for
 
 CHOICES = Choices(comply="the marked route", violate="the plaza shortcut")
 
@@ -149,22 +149,11 @@ def test_flash_attention_2_scores_left_padded_prefixes_and_right_padded_tails(or
     assert np.allclose(scores(flash, reqs), sdpa, atol=0.05)
 
 
-def with_room_for(backend, rows: int):
-    """The backend's model raises torch's out-of-memory error on a forward of more rows, as
-    a device with room for `rows` rows would."""
-
-    def check(module, args, kwargs):
-        if kwargs["input_ids"].shape[0] > rows:
-            raise torch.OutOfMemoryError(f"no room for {kwargs['input_ids'].shape[0]} rows")
-
-    backend.model.register_forward_pre_hook(check, with_kwargs=True)
-    return backend
-
-
 def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits(organism_path):
     reqs = [request(i) for i in range(6)]
     roomy = hf(organism_path, generate={"max_new_tokens": 8})
-    cramped = with_room_for(hf(organism_path, generate={"max_new_tokens": 8}), rows=4)
+    cramped = hf(organism_path, generate={"max_new_tokens": 8})
+    with_room_for(cramped.model, rows=4)
     assert len(micro_batches([64] * 6, cramped.batch_tokens)) == 1  # one batch of 6 planned
     with pytest.warns(UserWarning, match="backend.batch_tokens: 16384 ran out of cpu memory"):
         assert np.allclose(scores(cramped, reqs), scores(roomy, reqs), atol=1e-4)
@@ -172,7 +161,9 @@ def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits(organism_path):
     texts = [[d.text for d in b.decide(reqs, "generate")] for b in (roomy, cramped)]
     assert texts[0] == texts[1]
     with pytest.raises(InputError, match="one request of .* tokens does not fit in cpu memory"):
-        with_room_for(hf(organism_path), rows=0).decide(reqs[:1], "score")
+        full = hf(organism_path)
+        with_room_for(full.model, rows=0)
+        full.decide(reqs[:1], "score")
 
 
 def test_micro_batches_are_sorted_by_length_within_budget():
