@@ -2,7 +2,7 @@
 
 A run is a directory holding `manifest.json` (a directory holding only
 `decisions.parquet/` is accepted too, as a run without a manifest). Every scan uses the
-explicit schemas of `analysis.schema`, so runs written by older recorders (missing
+explicit schemas of `envs.records`, so runs written by older recorders (missing
 columns) mix with new ones: absent columns read as null.
 
 Every scanned row carries the run's identity and parameters as columns:
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from analysis.schema import DECISIONS, ROUNDS, UPDATES
+from envs.records import DECISIONS, ROUNDS, UPDATES
 
 RUN = "run_dir"
 """The column that identifies a run in every scanned frame."""
@@ -226,7 +226,7 @@ def _scan_table(
 def scan_decisions(path: str | os.PathLike, config_keys: Iterable[str] = ()) -> pl.LazyFrame:
     """Lazy scan of `decisions.parquet/` (one row per agent per round) of a run or sweep.
 
-    Columns: `analysis.schema.DECISIONS`, then `run_dir`, `status`, `seed` and one
+    Columns: `envs.records.DECISIONS`, then `run_dir`, `status`, `seed` and one
     column per override (see `read_manifests`). A run with no decisions yet adds no rows.
     """
     return _scan_table(Path(path), "decisions.parquet", DECISIONS, config_keys)

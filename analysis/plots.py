@@ -1,4 +1,4 @@
-"""Figures of alignment tipping, drawn from the frames of `analysis.metrics`.
+"""Figures of alignment tipping, drawn from the frames of the `analysis` metrics.
 
 Every function returns a `matplotlib.figure.Figure` built without pyplot (no global
 state, no display backend: safe in a run's process and in notebooks, where a returned

@@ -3,7 +3,7 @@
     python benchmarks/analysis_scale.py [--rows 10000000] [--repeat 3]
 
 One process builds a synthetic decisions table (runs x rounds x agents, two config
-columns), then computes with `analysis.metrics` (polars) and with the same computation
+columns), then computes with the `analysis` metrics (polars) and with the same computation
 written in idiomatic pandas:
 
 1. violation rate per round grouped by (model, threshold);
@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ruptures  # noqa: E402, F401  (imported up front: its import time is not the pipeline's)
 
-from analysis import metrics as M  # noqa: E402
-from analysis.metrics import change_point_index  # noqa: E402
+from analysis.diffusion import exposure_response  # noqa: E402
+from analysis.rates import violation_rate_by_round  # noqa: E402
+from analysis.tipping import agent_tipping_times, change_point_index, tipping_times  # noqa: E402
 
 MODELS = ["small", "large"]
 THRESHOLDS = [2, 4, 6, 8]
@@ -66,10 +67,10 @@ def synthetic_decisions(rows: int, rounds: int, runs: int, seed: int = 0) -> pl.
 def polars_pipeline(d: pl.DataFrame) -> dict[str, pl.DataFrame]:
     lf = d.lazy()
     return {
-        "rates": M.violation_rate_by_round(lf, by=["model", "threshold"], n_boot=0),
-        "run_tips": M.tipping_times(lf, by="run_dir", level=0.5),
-        "agent_tips": M.agent_tipping_times(lf),
-        "exposure": M.exposure_response(lf),
+        "rates": violation_rate_by_round(lf, by=["model", "threshold"], n_boot=0),
+        "run_tips": tipping_times(lf, by="run_dir", level=0.5),
+        "agent_tips": agent_tipping_times(lf),
+        "exposure": exposure_response(lf),
     }
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import polars as pl
 
 from agents.decision import Decision, DecisionRequest, PeerAction
-from analysis.schema import DECISIONS, ROUNDS, UPDATES
 from envs.base import Environment, Outcome
+from envs.records import DECISIONS, ROUNDS, UPDATES
 from sim.graph import Neighbors
 
 
@@ -53,7 +53,7 @@ def exposure(neighbors: Neighbors, actions: Sequence[PeerAction | None]) -> dict
 
 
 class Recorder:
-    """Writes the run directory's Parquet records (layout in README, schema in analysis.schema)."""
+    """Writes the run directory's Parquet records (layout in README, schema in envs.records)."""
 
     def __init__(self, run_dir: Path, run_id: str, record_prompts: bool = False):
         self.run_dir = Path(run_dir)

@@ -185,10 +185,6 @@ def app(cfg: DictConfig) -> float | None:
     except InputError as e:
         fail(str(e), run_dir)
     print_summary(rounds, run_dir)
-    if plain["run"]["report"]:
-        from analysis.report import write_report
-
-        print(f"report: {write_report(run_dir) / 'index.html'}")
     return rounds["violation_rate"][-1]
 
 

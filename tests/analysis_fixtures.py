@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from analysis.schema import DECISIONS, ROUNDS
+from envs.records import DECISIONS, ROUNDS
 
 
 def decisions_frame(rows: list[dict] | dict, run_id: str = "run") -> pl.DataFrame:

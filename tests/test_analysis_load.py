@@ -17,7 +17,7 @@ from analysis.load import (
     scan_updates,
     swept_parameters,
 )
-from analysis.schema import DECISIONS
+from envs.records import DECISIONS
 
 
 def test_single_run_scan_has_schema_and_run_columns(tmp_path):

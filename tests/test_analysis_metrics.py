@@ -9,22 +9,17 @@ import polars as pl
 import pytest
 from analysis_fixtures import decisions_frame
 
-from analysis.metrics import (
+from analysis.diffusion import cascade_size, exposure_response, reproduction_number
+from analysis.early_warning import early_warning_signals, early_warning_trends, kendall_tau
+from analysis.rates import mean_p_violate_by_round, violation_rate_by_round
+from analysis.sweeps import phase_diagram
+from analysis.tipping import (
     agent_tipping_times,
-    cascade_size,
     change_point_index,
     change_points,
-    early_warning_signals,
-    early_warning_trends,
-    exposure_response,
-    kendall_tau,
-    mean_p_violate_by_round,
     median_time_to_tip,
-    phase_diagram,
-    reproduction_number,
     survival_curve,
     tipping_times,
-    violation_rate_by_round,
 )
 
 Z95 = 1.959963984540054

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 from analysis_fixtures import decisions_frame, synthetic_decisions, write_run
 
-from analysis.report import main, write_report
+from analysis.report import write_report
+from analysis.report.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,6 +2,9 @@
 
 `sim.recorder` writes with these schemas and `analysis` scans with them, so runs
 written by older versions (missing columns) still load: absent columns read as null.
+It lives in `envs`, the package everything else may import and which imports nothing
+of ours, so `analysis` reads it without importing `sim`; the columns that describe a
+scenario's conditions are the environments' own vocabulary.
 """
 
 import polars as pl

@@ -1,0 +1,34 @@
+"""`python -m analysis.report PATH`: a run's or a sweep's report from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from analysis.load import NoRunError
+from analysis.report import write_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.report",
+        description="Write PATH/report/ (index.html, summary.md, figures) for a run or sweep.",
+    )
+    parser.add_argument("path", help="a run directory or a sweep directory")
+    parser.add_argument("--level", type=float, default=0.5, help="tipping level (default 0.5)")
+    parser.add_argument("--n-boot", type=int, default=500, help="bootstrap replicates")
+    args = parser.parse_args(argv)
+    if not 0 < args.level <= 1:
+        parser.error(f"argument --level: {args.level:g} is not a violation rate in (0, 1]")
+    if args.n_boot < 0:
+        parser.error(f"argument --n-boot: {args.n_boot} must be >= 0 (0: no intervals)")
+    try:
+        out = write_report(args.path, level=args.level, n_boot=args.n_boot)
+    except NoRunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {args.path}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(out / "index.html")
+    return 0
