@@ -14,7 +14,7 @@ import numpy as np
 
 from agents.prompts import PEER_VIEWS
 from envs import InputError, RolePlayEnv, ThresholdGameEnv
-from envs.atp import load_ma_templates, load_sa_questions
+from envs.atp import load_ma_games, load_sa_questions
 from envs.base import Environment
 from envs.catalog import roleplay_items, threshold_games
 from envs.errors import boolean, integer, number
@@ -94,7 +94,7 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
         thresholds = [integer(k, "env.thresholds") for k in cfg["thresholds"]]
         reward_sets = list(cfg["rewards"])
         games = (
-            load_ma_templates(
+            load_ma_games(
                 cfg["atp_file"],
                 size,
                 thresholds,
