@@ -14,6 +14,7 @@ import polars as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 
@@ -28,17 +29,32 @@ class RunReport(Callback):
             return
         from analysis.report import write_report
 
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        print(f"report: {write_report(run_dir) / 'index.html'}")
+        hydra = HydraConfig.get()
+        report = write_report(Path(hydra.runtime.output_dir)) / "index.html"
+        if hydra.mode != RunMode.MULTIRUN:  # a sweep's runs keep quiet (its progress line)
+            print(f"report: {report}")
 
 
 class SweepSummary(Callback):
-    """Prints the sweep table and writes it (summary.parquet) and the sweep's report."""
+    """The sweep's progress line while it plays; at the end its table (also
+    summary.parquet) and its report."""
 
     def __init__(self, report: bool = True):
         self.report = report
+        self.progress = None
+
+    def __getstate__(self) -> dict:
+        """Launchers send callbacks to their workers; the progress line stays here."""
+        return {**self.__dict__, "progress": None}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from analysis.sweep_progress import SweepProgress, job_labels
+
+        self.progress = SweepProgress(Path(config.hydra.sweep.dir), job_labels(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.progress is not None:
+            self.progress.close()
         sweep_dir = Path(config.hydra.sweep.dir)
         if not any(sweep_dir.glob("**/manifest.json")):
             return

@@ -18,6 +18,7 @@ import hydra
 import polars as pl
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -179,12 +180,17 @@ def fail(message: str, run_dir: Path | None) -> None:
 def app(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    # A run of a sweep keeps quiet: the sweep's progress line and table speak for it.
+    alone = hydra_cfg.mode != RunMode.MULTIRUN
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        if not alone:
+            plain["run"]["progress"] = False
         rounds = run_experiment(plain, run_dir, list(hydra_cfg.overrides.task))
     except InputError as e:
         fail(str(e), run_dir)
-    print_summary(rounds, run_dir)
+    if alone:
+        print_summary(rounds, run_dir)
     return rounds["violation_rate"][-1]
 
 

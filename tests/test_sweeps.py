@@ -53,6 +53,10 @@ def test_joblib_multirun_writes_one_run_per_job_and_reruns_do_nothing(tmp_path):
     last = first.filter(pl.col("round") == 2)["violated"].mean()
     assert summary["final_violation_rate"][0] == last
     assert f"sweep: {sweep} (4 runs)" in out.stdout
+    # the console: one progress line naming each run as it finishes, no table per run
+    assert "round ┆" not in out.stdout and "records:" not in out.stdout
+    assert "4/4" in out.stderr and "#3 seed=1 env.thresholds=[6] complete" in out.stderr
+    assert "Launching jobs" not in out.stdout + out.stderr
 
     before = mtimes(sweep)
     again = sim_run(f"resume={sweep}")
