@@ -1,16 +1,16 @@
 """The `tiplab` command: one word for each entry point, `tiplab COMMAND ARGS...`.
 
-Each command is the module's own `main` with the same arguments (Hydra overrides for
-`run` and `view`), so `tiplab run seed=1` and `python -m sim.run seed=1` are one thing.
+Each command runs its module as `python -m MODULE` does, with the same arguments (Hydra
+overrides for `run`), so `tiplab run seed=1` and `python -m sim.run seed=1` are one thing.
 A new entry point joins by one line in COMMANDS.
 """
 
 from __future__ import annotations
 
-import importlib
+import runpy
 import sys
 
-# command -> (module whose main() it runs, what it does)
+# command -> (module it runs as __main__, what it does)
 COMMANDS = {
     "run": ("sim.run", "play an experiment (Hydra overrides, -m for a sweep)"),
     "report": ("analysis.report", "write PATH/report/ for a run or a sweep"),
@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    module = COMMANDS[command][0]
     sys.argv = [f"tiplab {command}", *rest]  # the modules read their arguments from here
-    return importlib.import_module(module).main() or 0
+    runpy.run_module(COMMANDS[command][0], run_name="__main__", alter_sys=True)
+    return 0
 
 
 if __name__ == "__main__":
