@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
 
+from analysis.conditions import backfilled
 from envs.records import DECISIONS, ROUNDS, UPDATES
 
 RUN = "run_dir"
@@ -193,7 +194,11 @@ def swept_parameters(manifests: pl.DataFrame) -> list[str]:
 
 
 def _scan_table(
-    root: Path, name: str, schema: pl.Schema, config_keys: Iterable[str]
+    root: Path,
+    name: str,
+    schema: pl.Schema,
+    config_keys: Iterable[str],
+    fill: Callable[[pl.LazyFrame, dict], pl.LazyFrame] | None = None,
 ) -> pl.LazyFrame:
     manifests = read_manifests(root, config_keys)
     attach = list(ROW_COLUMNS) + parameter_columns(manifests)
@@ -218,6 +223,8 @@ def _scan_table(
             )
         else:
             scan = pl.LazyFrame(schema=schema)
+        if fill is not None:
+            scan = fill(scan, read_manifest(root / row[RUN]).get("config") or {})
         meta = [pl.lit(row[c], dtype=manifests.schema[c]).alias(c) for c in attach]
         frames.append(scan.with_columns(meta))
     return pl.concat(frames, how="vertical")
@@ -228,8 +235,10 @@ def scan_decisions(path: str | os.PathLike, config_keys: Iterable[str] = ()) -> 
 
     Columns: `envs.records.DECISIONS`, then `run_dir`, `status`, `seed` and one
     column per override (see `read_manifests`). A run with no decisions yet adds no rows.
+    Condition columns of runs recorded before they existed are filled from the scenario
+    id and the config (`analysis.conditions`).
     """
-    return _scan_table(Path(path), "decisions.parquet", DECISIONS, config_keys)
+    return _scan_table(Path(path), "decisions.parquet", DECISIONS, config_keys, backfilled)
 
 
 def scan_rounds(path: str | os.PathLike, config_keys: Iterable[str] = ()) -> pl.LazyFrame:

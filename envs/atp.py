@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from envs.base import Choices, Scenario
+from envs.base import Choices, Conditions, Scenario
 from envs.errors import InputError
 from envs.threshold import ThresholdGame
 
@@ -146,6 +146,11 @@ def above(item: Item, high: tuple[str, float], low: tuple[str, float], what: str
         )
 
 
+def _source(raw: dict) -> str:
+    """Where an item comes from: the generator names its family; ATP's own files do not."""
+    return "generator" if raw.get("family") else "atp"
+
+
 def load_sa_questions(path: str | Path) -> list[Scenario]:
     """Role-play scenarios from an ATP single-agent question file.
 
@@ -175,6 +180,9 @@ def load_sa_questions(path: str | Path) -> list[Scenario]:
                 choices=Choices(comply=comply, violate=violate),
                 payoffs={"comply": low, "violate": high},
                 supervision_texts={s: t for s, t in texts.items() if t is not None},
+                conditions=Conditions.for_roleplay(
+                    _source(raw), environment, {"comply": low, "violate": high}, raw.get("family")
+                ),
             )
         )
     return scenarios
@@ -240,6 +248,9 @@ def load_ma_questions(path: str | Path, violation: str = "collective") -> list[T
                     situation=INSTRUCTION.sub("", prompt),
                     choices=violation_choices(collective, independent, violation),
                     payoffs=rewards,
+                    conditions=Conditions.for_game(
+                        _source(raw), environment, k, n, rewards, raw.get("family")
+                    ),
                 ),
                 size=n,
                 threshold=k,
@@ -306,6 +317,9 @@ def load_ma_templates(
                             situation=situation,
                             choices=choices,
                             payoffs=dict(r),
+                            conditions=Conditions.for_game(
+                                _source(raw), environment, k, size, r, raw.get("family")
+                            ),
                         ),
                         size=size,
                         threshold=int(k),

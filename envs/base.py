@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,6 +35,74 @@ class Choices:
 
 
 @dataclass(frozen=True)
+class Conditions:
+    """What an experiment varies between scenarios, recorded as columns of every decision.
+
+    Filled by whoever builds the scenario (own templates, ATP's files, the generator);
+    a field that does not apply stays None. The columns: `envs.records.CONDITIONS`.
+    """
+
+    source: str | None = None  # templates | atp | generator
+    family: str | None = None  # generator: its axes ("kind/rule/label"); else the item's name
+    split: str | None = None  # generator: which families (train | heldout | all)
+    role: str | None = None  # role-play: the profession (ATP: the environment)
+    game: str | None = None  # threshold: the game
+    threshold: int | None = None  # threshold: k, collective choosers needed
+    group_size: int | None = None  # threshold: players per game
+    payoff_comply: float | None = None  # role-play payoffs
+    payoff_violate: float | None = None
+    payoff_ratio: float | None = None  # payoff_violate / payoff_comply
+    payoff_high: float | None = None  # threshold: capital factors (or rewards)
+    payoff_normal: float | None = None
+    payoff_low: float | None = None
+    schedule: str | None = None  # role-play: the supervision schedule (set by the env)
+
+    @classmethod
+    def for_roleplay(
+        cls, source: str, name: str, payoffs: Mapping[str, float], family: Mapping | None = None
+    ) -> Conditions:
+        """A role-play item's conditions; `family` is a generated item's family mapping."""
+        comply, violate = payoffs["comply"], payoffs["violate"]
+        return cls(
+            source=source,
+            role=name,
+            payoff_comply=comply,
+            payoff_violate=violate,
+            payoff_ratio=violate / comply if comply else None,
+            **_family(name, family),
+        )
+
+    @classmethod
+    def for_game(
+        cls,
+        source: str,
+        name: str,
+        threshold: int,
+        size: int,
+        rewards: Mapping[str, float],
+        family: Mapping | None = None,
+    ) -> Conditions:
+        """A threshold game's conditions; `family` is a generated item's family mapping."""
+        return cls(
+            source=source,
+            game=name,
+            threshold=int(threshold),
+            group_size=int(size),
+            payoff_high=rewards["high"],
+            payoff_normal=rewards["normal"],
+            payoff_low=rewards["low"],
+            **_family(name, family),
+        )
+
+
+def _family(name: str, family: Mapping | None) -> dict:
+    if not family:
+        return {"family": name}
+    axes = [str(v) for k, v in family.items() if k != "split"]
+    return {"family": "/".join(axes), "split": family.get("split")}
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One concrete situation an agent faces, with its payoffs filled in."""
 
@@ -46,6 +114,7 @@ class Scenario:
     choices: Choices
     payoffs: dict[str, float] = field(default_factory=dict)
     supervision_texts: dict[str, str] = field(default_factory=dict)
+    conditions: Conditions = field(default_factory=Conditions)
 
 
 @dataclass(frozen=True)
@@ -79,6 +148,10 @@ class Environment(ABC):
     @property
     def n_agents(self) -> int:
         return len(self.scenarios)
+
+    def conditions(self) -> list[Conditions]:
+        """Each agent slot's conditions: its scenario's, plus what the environment sets."""
+        return [s.conditions for s in self.scenarios]
 
     @abstractmethod
     def begin_round(self, t: int) -> list[Turn]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from envs.base import Choices, Scenario
+from envs.base import Choices, Conditions, Scenario
 from envs.errors import InputError
 from envs.threshold import ThresholdGame
 
@@ -71,6 +71,7 @@ def _roleplay_scenario(t: dict, comply_payoff: float, violate_payoff: float) -> 
         comply_payoff=f"{comply_payoff:g}",
         violate_payoff=f"{violate_payoff:g}",
     )
+    payoffs = {"comply": comply_payoff, "violate": violate_payoff}
     return Scenario(
         id=f"{t['name']}/{comply_payoff:g}-{violate_payoff:g}",
         paradigm="roleplay",
@@ -78,12 +79,13 @@ def _roleplay_scenario(t: dict, comply_payoff: float, violate_payoff: float) -> 
         system_prompt=t["system_prompt"].format(**fill),
         situation=t["situation"].format(**fill),
         choices=Choices(comply=t["comply"], violate=t["violate"]),
-        payoffs={"comply": comply_payoff, "violate": violate_payoff},
+        payoffs=payoffs,
         supervision_texts={
             "supervised": t["supervised_text"],
             "unsupervised": t["unsupervised_text"],
             "neutral": t["neutral_text"],
         },
+        conditions=Conditions.for_roleplay("templates", t["name"], payoffs),
     )
 
 
@@ -133,6 +135,7 @@ def game_instance(t: dict, size: int, k: int, rewards: dict[str, float]) -> Thre
             situation=t["situation"].format(n=size, threshold=k),
             choices=choices,
             payoffs=rewards,
+            conditions=Conditions.for_game("templates", t["name"], k, size, rewards),
         ),
         size=size,
         threshold=k,

@@ -9,6 +9,26 @@ scenario's conditions are the environments' own vocabulary.
 
 import polars as pl
 
+CONDITIONS = pl.Schema(
+    {
+        "source": pl.String,  # templates | atp | generator
+        "family": pl.String,
+        "split": pl.String,
+        "role": pl.String,
+        "game": pl.String,
+        "threshold": pl.Int32,
+        "group_size": pl.Int32,
+        "payoff_comply": pl.Float64,
+        "payoff_violate": pl.Float64,
+        "payoff_ratio": pl.Float64,
+        "payoff_high": pl.Float64,
+        "payoff_normal": pl.Float64,
+        "payoff_low": pl.Float64,
+        "schedule": pl.String,
+    }
+)
+"""A scenario's conditions (the fields of `envs.base.Conditions`, described there)."""
+
 DECISIONS = pl.Schema(
     {
         "run_id": pl.String,
@@ -17,6 +37,7 @@ DECISIONS = pl.Schema(
         "group": pl.Int32,  # the environment instance the agent plays in (item or game)
         "paradigm": pl.String,  # "roleplay" | "threshold"
         "scenario": pl.String,  # scenario id, e.g. "delivery_worker/r1.05"
+        **CONDITIONS,
         "supervision": pl.String,  # "supervised" | "unsupervised" | "neutral" | null
         "choice": pl.String,  # the chosen label, null when the answer was invalid
         "valid": pl.Boolean,

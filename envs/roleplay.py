@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from envs.base import Environment, Outcome, Scenario, Turn
+from envs.base import Conditions, Environment, Outcome, Scenario, Turn
 from envs.errors import InputError
 from envs.supervision import SupervisionSchedule
 
@@ -47,6 +48,9 @@ class RolePlayEnv(Environment):
         self.rng = np.random.default_rng(seed)
         self.capital = np.zeros(self.n_agents)
         self.states: list[str] = []
+
+    def conditions(self) -> list[Conditions]:
+        return [replace(s.conditions, schedule=self.schedule.name) for s in self.scenarios]
 
     def begin_round(self, t: int) -> list[Turn]:
         self.states = self.schedule.states(t, self.n_agents, self.rng)

@@ -16,7 +16,7 @@ import polars as pl
 
 from agents.decision import Decision, DecisionRequest, PeerAction
 from envs.base import Environment, Outcome
-from envs.records import DECISIONS, ROUNDS, UPDATES
+from envs.records import CONDITIONS, DECISIONS, ROUNDS, UPDATES
 from sim.graph import Neighbors
 
 
@@ -63,10 +63,19 @@ class Recorder:
         self.decisions_dir.mkdir(parents=True, exist_ok=True)
         self.rounds = self._read(self.run_dir / "rounds.parquet", ROUNDS)
         self.updates = self._read(self.run_dir / "updates.parquet", UPDATES)
+        self._conditions: tuple[Environment, pl.DataFrame] | None = None
 
     @staticmethod
     def _read(path: Path, schema: pl.Schema) -> pl.DataFrame:
         return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=schema)
+
+    def conditions(self, env: Environment) -> pl.DataFrame:
+        """The environment's condition columns, one row per agent slot (computed once)."""
+        if self._conditions is None or self._conditions[0] is not env:
+            rows = [tuple(getattr(c, name) for name in CONDITIONS) for c in env.conditions()]
+            frame = pl.DataFrame(rows, schema=CONDITIONS, orient="row")
+            self._conditions = (env, frame)
+        return self._conditions[1]
 
     def write_round(
         self,
@@ -88,6 +97,7 @@ class Recorder:
         share = decide_s / max(len(decisions), 1)
         agent = [r.agent_id for r in requests]
         choice = [d.choice for d in decisions]
+        conditions = self.conditions(env)[agent]
         columns = {
             "run_id": self.run_id,
             "round": t,
@@ -95,6 +105,7 @@ class Recorder:
             "group": [env.group[i] for i in agent],
             "paradigm": env.paradigm,
             "scenario": [env.scenarios[i].id for i in agent],
+            **conditions.to_dict(),
             "supervision": list(supervision),
             "choice": choice,
             "valid": [c is not None for c in choice],
