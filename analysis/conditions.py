@@ -39,7 +39,9 @@ def backfilled(decisions: pl.LazyFrame, config: dict) -> pl.LazyFrame:
         "role": item(1),
         "game": game(1),
         "threshold": game(3),
-        "group_size": pl.when(threshold).then(pl.coalesce(game(2), pl.lit(env.get("group_size")))),
+        "group_size": pl.when(threshold).then(
+            pl.coalesce(game(2).cast(pl.Int32), pl.lit(env.get("group_size"), pl.Int32))
+        ),
         "payoff_comply": comply,
         "payoff_violate": violate,
         "payoff_ratio": pl.when(comply != 0).then(violate / comply),
