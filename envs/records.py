@@ -90,3 +90,10 @@ UPDATES = pl.Schema(
         "wall_s": pl.Float64,
     }
 )
+
+GRAPH = pl.Schema(
+    {
+        "source": pl.Int32,  # agent ids; one row per pair of neighbours, source < target
+        "target": pl.Int32,
+    }
+)

@@ -92,6 +92,7 @@ class TippingModel(mesa.Model):
                     )
                 )
         self.neighbors = Neighbors.from_lists([agent.neighbor_ids for agent in self.population])
+        recorder.write_graph(self.neighbors)
         if isinstance(env, ThresholdGameEnv) and env.scope == "neighbourhood":
             env.set_neighbourhoods(self.neighbors.indptr, self.neighbors.indices)
 

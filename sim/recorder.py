@@ -16,7 +16,7 @@ import polars as pl
 
 from agents.decision import Decision, DecisionRequest, PeerAction
 from envs.base import Environment, Outcome
-from envs.records import CONDITIONS, DECISIONS, ROUNDS, UPDATES
+from envs.records import CONDITIONS, DECISIONS, GRAPH, ROUNDS, UPDATES
 from sim.graph import Neighbors
 
 
@@ -147,3 +147,9 @@ class Recorder:
         new = pl.DataFrame([{"run_id": self.run_id, **r} for r in rows], schema=UPDATES)
         self.updates = pl.concat([self.updates, new])
         write_atomic(self.updates, self.run_dir / "updates.parquet")
+
+    def write_graph(self, neighbors: Neighbors) -> None:
+        """graph.parquet: who sees whom, so readers (the live view) draw the population."""
+        source, target = neighbors.rows, neighbors.indices
+        edges = {"source": source[source < target], "target": target[source < target]}
+        write_atomic(pl.DataFrame(edges, schema=GRAPH), self.run_dir / "graph.parquet")

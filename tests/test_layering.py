@@ -20,12 +20,19 @@ def imported_after(modules: list[str]) -> set[str]:
 
 
 def test_sim_does_not_import_analysis():
-    assert "analysis" not in imported_after(["sim.run", "sim.recorder", "sim.build"])
+    modules = ["sim.run", "sim.recorder", "sim.build", "sim.view", "sim.cli"]
+    assert "analysis" not in imported_after(modules)
 
 
 @pytest.mark.parametrize(
     "module",
-    ["analysis.report", "analysis.callbacks", "analysis.sweeps", "analysis.load"],
+    [
+        "analysis.report",
+        "analysis.callbacks",
+        "analysis.sweeps",
+        "analysis.load",
+        "analysis.view.app",
+    ],
 )
 def test_analysis_reads_only_the_record_schema(module):
     assert imported_after([module]) <= {"analysis", "envs"}
