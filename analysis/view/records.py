@@ -19,8 +19,9 @@ from analysis.load import (
     scan_updates,
     swept_parameters,
 )
+from analysis.plots import MAX_LINES
 from analysis.rates import violation_rate_by_round
-from envs.records import DECISIONS, GRAPH
+from envs.records import CONDITIONS, DECISIONS, GRAPH
 
 RECORDS = ("manifest.json", "rounds.parquet", "updates.parquet")
 COLUMNS = ("agent", "round", "violated", "p_violate")  # what the graph and histogram draw
@@ -51,8 +52,13 @@ def runs(path: Path) -> pl.DataFrame:
 
 
 def conditions(path: Path) -> list[str]:
-    """The columns a curve can be split by: the decisions' conditions, the sweep's values."""
-    return ["supervision", "paradigm", *swept_parameters(read_manifests(path))]
+    """What a curve can be split by: the sweep's swept values, and the decision columns of
+    the conditions (payoffs, threshold, schedule, ...) that differ between agents."""
+    runs = run_dirs(path)
+    swept = swept_parameters(read_manifests(path)) if runs else []
+    first = rounds_of(runs[0], [0], [*CONDITIONS, "supervision"]) if runs else pl.DataFrame()
+    varying = [c for c in first.columns if 1 < first.get_column(c).n_unique() <= MAX_LINES]
+    return [*swept, *varying]
 
 
 def violation_curves(path: Path, by: str | None) -> pl.DataFrame:
@@ -61,13 +67,17 @@ def violation_curves(path: Path, by: str | None) -> pl.DataFrame:
     return violation_rate_by_round(decisions, by=[by] if by else [], n_boot=N_BOOT)
 
 
-def rounds_of(run: Path, rounds: list[int]) -> pl.DataFrame:
-    """The run's decisions in the given rounds (agent, round, violated, p_violate)."""
+def rounds_of(run: Path, rounds: list[int], columns=COLUMNS) -> pl.DataFrame:
+    """The run's decisions in the given rounds (by default what the graph and the
+    histogram draw: agent, round, violated, p_violate)."""
     parts = [run / "decisions.parquet" / f"part-{t:05d}.parquet" for t in rounds]
     parts = [str(p) for p in parts if p.exists()]
     if not parts:
-        return pl.DataFrame(schema={c: DECISIONS[c] for c in COLUMNS})
-    return pl.read_parquet(parts, columns=list(COLUMNS))
+        return pl.DataFrame(schema={c: DECISIONS[c] for c in columns})
+    scan = pl.scan_parquet(
+        parts, schema=DECISIONS, missing_columns="insert", extra_columns="ignore"
+    )
+    return scan.select(columns).collect()  # runs recorded before a column have it null
 
 
 def last_round(run: Path) -> pl.DataFrame:
