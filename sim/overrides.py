@@ -69,7 +69,9 @@ def one_line(e: Exception) -> str:
     return " ".join(lines[:3])
 
 
-def check_overrides(config_dir: str, config_name: str, argv: list[str]) -> None:
+def check_overrides(config_dir: str, config_name: str, argv: list[str], check=check_config) -> None:
+    """Compose every variant of the overrides and check it with `check` (a composed config
+    -> None or InputError); the simulator's checks by default."""
     overrides = user_overrides(argv)
     if not overrides:
         return
@@ -80,5 +82,5 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str]) -> None:
                 cfg = OmegaConf.to_container(compose(config_name, overrides=variant), resolve=True)
             except (HydraException, OmegaConfBaseException) as e:
                 raise InputError(f"config: {one_line(e)}") from None
-            check_config(cfg)
+            check(cfg)
     GlobalHydra.instance().clear()

@@ -1,0 +1,53 @@
+"""The organism's unaligned base and its aligned variants, built once and cached beside it.
+
+`backend=organism backend.align=dpo` deploys the organism's pre-trained stage aligned by
+conf/align/dpo.yaml at the default dose of conf/alignment.yaml; `backend.align=none`
+deploys the unaligned base itself. A variant lives in the cache under the hash of its
+base, recipe, data and seed, so every run and seed of a sweep reuses one build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from agents.alignment.aligned import CARD, align
+from agents.organism.build import locked, organism_dir
+
+
+def organism_base(organism: Mapping, cache_dir: str | Path) -> Path:
+    """The organism's pre-trained, unaligned stage.
+
+    agents/organism does not expose that stage yet; until it does, it is the organism's
+    build with its SFT alignment cut to one step at a vanishing learning rate (1e-30),
+    which leaves the pre-trained weights as they are.
+    """
+    unaligned = {**organism["align"], "epochs": 1e-9, "lr": 1e-30, "check_every": 1}
+    return organism_dir({**organism, "align": unaligned}, cache_dir)
+
+
+def variant_key(base: Path, recipe: Mapping, data: Mapping, seed: int) -> str:
+    text = json.dumps([base.name, recipe, data, seed], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def aligned_organism(
+    organism: Mapping,
+    cache_dir: str | Path,
+    recipe: Mapping,
+    data: Mapping,
+    progress: bool = True,
+) -> Path:
+    """The organism's base aligned by `recipe` on `data` (seeded by the organism's seed)."""
+    base = organism_base(organism, cache_dir)
+    seed = organism["seed"]
+    root = Path(cache_dir).expanduser()
+    path = root / f"aligned-{recipe['method']}-{variant_key(base, recipe, data, seed)}"
+    if (path / CARD).is_file():
+        return path
+    with locked(root / f".{path.name}.lock"):
+        if not (path / CARD).is_file():
+            align(recipe, data, base, path, seed=seed, device="cpu", progress=progress)
+    return path
