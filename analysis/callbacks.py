@@ -30,9 +30,28 @@ class RunReport(Callback):
         from analysis.report import write_report
 
         hydra = HydraConfig.get()
-        report = write_report(Path(hydra.runtime.output_dir)) / "index.html"
+        out = write_report(Path(hydra.runtime.output_dir))
         if hydra.mode != RunMode.MULTIRUN:  # a sweep's runs keep quiet (its progress line)
-            print(f"report: {report}")
+            table = out / "tables" / "by_condition.csv"
+            if table.is_file():
+                print_conditions(pl.read_csv(table))
+            print(f"report: {out / 'index.html'}")
+
+
+def print_conditions(rates: pl.DataFrame) -> None:
+    """The report's per-condition rates as one row per round and one column per
+    condition, each cell "rate [ci_low, ci_high]" (the by columns come before "round")."""
+    by = rates.columns[: rates.columns.index("round")]
+    label = pl.concat_str([pl.format(f"{c}={{}}", pl.col(c)) for c in by], separator=", ")
+    cell = pl.format(
+        "{} [{}, {}]", *(pl.col(c).round(2) for c in ("violation_rate", "ci_low", "ci_high"))
+    )
+    wide = rates.select("round", label.alias("condition"), cell.alias("cell")).pivot(
+        "condition", index="round", values="cell", sort_columns=False
+    )
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
+        print("violation rate per round by condition [95% CI]:")
+        print(wide.sort("round"))
 
 
 class SweepSummary(Callback):

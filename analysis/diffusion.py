@@ -56,14 +56,17 @@ def exposure_response(
     by: By = (),
     exposure: str = "n_violating_neighbors",
     ci: float = 0.95,
+    bins: int | None = None,
 ) -> pl.DataFrame:
     """Probability that a complying agent violates next round, given its exposure.
 
-    For every agent complying in round t (v_it = 0) and valid in t+1, m = its number
-    of violating neighbours in round t (recorded on its round t+1 row, so each t+1 row
-    is paired with the same agent's round t):
-    switch_prob(m) = #{v_i,t+1 = 1} / #{at risk with exposure m}, with a Wilson
-    score interval. Agents without neighbours (null exposure) are left out.
+    For every agent complying in round t (v_it = 0) and valid in t+1, m = its exposure
+    in round t (recorded on its round t+1 row, so each t+1 row is paired with the same
+    agent's round t): the count of violating neighbours, or with
+    exposure="share_violating_neighbors" and `bins` = B their share s, binned to the
+    lower edge floor(s B) / B (s = 1 joins the last bin). switch_prob(m) =
+    #{v_i,t+1 = 1} / #{at risk with exposure m}, with a Wilson score interval. Agents
+    without neighbours (null exposure) are left out.
 
     Returns: by..., exposure, n_at_risk, n_switched, switch_prob, ci_low, ci_high.
     """
@@ -80,7 +83,7 @@ def exposure_response(
             & pl.col("violated").is_not_null()
             & pl.col(exposure).is_not_null()
         )
-        .group_by(*keys, pl.col(exposure).alias("exposure"))
+        .group_by(*keys, _binned(pl.col(exposure), bins).alias("exposure"))
         .agg(
             n_at_risk=pl.len().cast(pl.Int64),
             n_switched=pl.col("violated").cast(pl.Int64).sum(),
@@ -93,6 +96,13 @@ def exposure_response(
         .sort(*keys, "exposure")
         .collect()
     )
+
+
+def _binned(x: pl.Expr, bins: int | None) -> pl.Expr:
+    """x itself, or the lower edge of its bin of width 1 / bins (x in [0, 1])."""
+    if not bins:
+        return x
+    return (x * bins).floor().clip(0, bins - 1) / bins
 
 
 def reproduction_number(decisions: Frame, by: By = ()) -> pl.DataFrame:

@@ -29,6 +29,8 @@ COLORS = [
     "#bcbd22",
 ]
 MAX_LINES = 10
+OVERLAY = 6  # more curves than this are drawn as small multiples
+MAX_PANELS = 24
 
 
 def _figure(width: float = 7.0, height: float = 4.2, **kwargs) -> Figure:
@@ -36,8 +38,11 @@ def _figure(width: float = 7.0, height: float = 4.2, **kwargs) -> Figure:
 
 
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
+    """Save to `path`; a .png is saved as .svg beside it too (scalable, for papers)."""
     if path is not None:
         fig.savefig(path, dpi=DPI)
+        if str(path).endswith(".png"):
+            fig.savefig(os.path.splitext(path)[0] + ".svg")
     return fig
 
 
@@ -60,9 +65,13 @@ def group_labels(frame: pl.DataFrame, by: Sequence[str]) -> list[tuple[str, pl.D
         return [("all", frame)]
     out = []
     for key, rows in frame.sort(list(by)).group_by(list(by), maintain_order=True):
-        label = ", ".join(f"{c}={v}" for c, v in zip(by, key, strict=True))
+        label = ", ".join(f"{c}={value_text(v)}" for c, v in zip(by, key, strict=True))
         out.append((label, rows))
     return out
+
+
+def value_text(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def _steps(x: np.ndarray, y: np.ndarray, start: float, x0: float) -> tuple[np.ndarray, ...]:
@@ -132,7 +141,52 @@ def plot_tipping_curves(
     ax.set_ylabel("share of valid decisions violating")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    _legend(fig, ax, len(groups))
+    return _save(fig, path)
+
+
+def _legend(fig: Figure, ax, n_groups: int, **kwargs) -> None:
+    """Inside the axes for a few curves, outside on the right for more."""
+    if n_groups > 3:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8, **kwargs)
+    else:
+        ax.legend(fontsize=8, loc="best", **kwargs)
+
+
+def plot_tipping_panels(
+    rates: pl.DataFrame,
+    by: Sequence[str],
+    level: float | None = 0.5,
+    title: str = "Violation rate per round",
+    path: str | os.PathLike | None = None,
+) -> Figure:
+    """Small multiples: one panel per group of `by`, each curve with its CI band, and
+    the pooled mean of all groups in grey for reference; shared axes."""
+    groups = group_labels(rates, list(by))[:MAX_PANELS]
+    cols = min(4, len(groups))
+    rows = -(-len(groups) // cols)
+    fig = _figure(2.4 * cols + 0.6, 2.0 * rows + 0.8)
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
+    pooled = rates.group_by("round").agg(pl.col("violation_rate").mean()).sort("round")
+    for ax, (label, rows_) in zip(axes, groups, strict=False):
+        x = rows_.get_column("round").to_numpy()
+        ax.plot(pooled["round"], pooled["violation_rate"], color="0.7", lw=1)
+        ax.plot(x, rows_.get_column("violation_rate").to_numpy().astype(float), color=COLORS[0])
+        lo = rows_.get_column("ci_low").to_numpy().astype(float)
+        hi = rows_.get_column("ci_high").to_numpy().astype(float)
+        if np.isfinite(lo).any():
+            ax.fill_between(x, lo, hi, color=COLORS[0], alpha=0.2, lw=0)
+        if level is not None:
+            ax.axhline(level, color="0.5", lw=0.8, ls=":")
+        ax.set_title(label, fontsize=8)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[len(groups) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.supxlabel("round")
+    fig.supylabel("share violating")
     return _save(fig, path)
 
 
@@ -174,7 +228,7 @@ def plot_survival(
     ax.set_ylabel("share not yet tipped")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best", title="+ censored", title_fontsize=8)
+    _legend(fig, ax, len(group_labels(survival, by)), title="+ censored", title_fontsize=8)
     return _save(fig, path)
 
 
@@ -249,6 +303,7 @@ def plot_exposure_response(
     response: pl.DataFrame,
     by: Sequence[str] = (),
     title: str = "Exposure-response: switching to violation",
+    xlabel: str = "violating neighbours last round (m)",
     path: str | os.PathLike | None = None,
 ) -> Figure:
     """P(complying agent violates next round | m violating neighbours), Wilson bars."""
@@ -259,7 +314,9 @@ def plot_exposure_response(
         why = "no neighbours recorded (no graph, or a single round)"
         return _empty_figure(fig, ax, why, title, path)
     groups = group_labels(response, by)[:MAX_LINES]
-    width = 0.6 / max(len(groups), 1)
+    levels = np.unique(response.get_column("exposure").to_numpy().astype(float))
+    step = float(np.diff(levels).min()) if levels.size > 1 else 1.0
+    width = 0.6 * step / max(len(groups), 1)
     for i, (label, rows) in enumerate(groups):
         color = COLORS[i % len(COLORS)]
         x = rows.get_column("exposure").to_numpy().astype(float)
@@ -291,7 +348,7 @@ def plot_exposure_response(
     ax.set_xticks(sorted(response.get_column("exposure").unique().to_list()))
     ax.set_ylim(-0.03, 1.03)
     ax.margins(x=0.1)
-    ax.set_xlabel("violating neighbours last round (m)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("P(switch to violating)")
     ax.set_title(title)
     ax.grid(alpha=0.3)

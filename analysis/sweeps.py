@@ -10,23 +10,24 @@ from pathlib import Path
 
 import polars as pl
 
-from analysis.frames import Frame, with_run
+from analysis.frames import By, Frame, group_keys, with_run
 from analysis.load import RUN, read_manifests, scan_decisions, swept_parameters
 from analysis.tipping import tipping_times
 
 
 def phase_diagram(
-    decisions: Frame, x: str, y: str | None = None, last_rounds: int = 1
+    decisions: Frame, x: str, y: str | None = None, last_rounds: int = 1, by: By = ()
 ) -> pl.DataFrame:
-    """Final violation rate over one or two swept parameters.
+    """Final violation rate over one or two swept parameters (per value of `by`).
 
     Per run, final_rate = violations / valid decisions over its last `last_rounds`
-    recorded rounds; per (x, y) cell, final_violation_rate = mean of final_rate over
-    runs (seeds), with its standard deviation.
+    recorded rounds; per (by, x, y) cell, final_violation_rate = mean of final_rate over
+    runs (seeds), with its standard deviation. Give every other swept parameter as `by`,
+    or a cell averages over it.
 
-    Returns: x, [y,] n_runs, final_violation_rate, final_violation_rate_sd.
+    Returns: by..., x, [y,] n_runs, final_violation_rate, final_violation_rate_sd.
     """
-    cell = [x] if y is None else [x, y]
+    cell = [*group_keys(by), x] + ([] if y is None else [y])
     return (
         with_run(decisions)
         .filter(pl.col("round") > pl.col("round").max().over(RUN) - last_rounds)

@@ -18,6 +18,7 @@ from envs.atp import load_ma_games, load_sa_questions
 from envs.base import Environment
 from envs.catalog import roleplay_items, threshold_games
 from envs.errors import boolean, integer, number
+from envs.records import DECISIONS
 from envs.supervision import SupervisionSchedule
 from sim.graph import initial_deviants, population_graph
 
@@ -37,6 +38,12 @@ def check_run(cfg: Mapping) -> None:
     for key in ("progress", "report", "record_prompts"):
         boolean(cfg["run"][key], f"run.{key}")
     boolean(cfg["deviants"]["always"], "deviants.always")
+    by = cfg["report"]["by"]
+    if not isinstance(by, list) or any(c not in DECISIONS for c in by):
+        raise InputError(
+            f"report.by: {by!r}; expected a list of decision columns, e.g. [threshold] "
+            f"(any of {', '.join(c for c in DECISIONS if c not in ('text', 'prompt'))})"
+        )
 
 
 def check_config(cfg: Mapping) -> None:

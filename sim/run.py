@@ -38,7 +38,7 @@ PRESENTATION = ("progress", "report")
 
 def outcome_config(cfg: dict) -> dict:
     run = {k: v for k, v in cfg["run"].items() if k not in PRESENTATION}
-    return {**{k: v for k, v in cfg.items() if k != "resume"}, "run": run}
+    return {**{k: v for k, v in cfg.items() if k not in ("resume", "report")}, "run": run}
 
 
 def previous_run(run_dir: Path, cfg: dict) -> Manifest | None:

@@ -41,6 +41,7 @@ def write_run(
     status: str = "complete",
     seed: int = 0,
     manifest: bool = True,
+    config: dict | None = None,
 ) -> Path:
     """Write a run directory from a DECISIONS frame; returns run_dir."""
     run_dir = Path(run_dir)
@@ -74,7 +75,7 @@ def write_run(
             "rounds_completed": len(rounds),
             "n_rounds": len(rounds),
             "overrides": {"seed": seed, **(overrides or {})},
-            "config": {"seed": seed, "env": {"name": "threshold"}},
+            "config": {"seed": seed, "env": {"name": "threshold"}, **(config or {})},
             "packages": {},
             "git_sha": None,
             "started": "2025-01-01T00:00:00+00:00",

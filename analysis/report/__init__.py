@@ -20,6 +20,7 @@ from analysis.load import (
     find_runs,
     is_run_dir,
     parameter_columns,
+    read_manifest,
     read_manifests,
     scan_decisions,
 )
@@ -27,39 +28,64 @@ from analysis.report.page import Inputs, Page, header_facts
 from analysis.report.render import page_html, page_markdown
 from analysis.report.run import run_report
 from analysis.report.sweep import sweep_report
+from analysis.units import coarsest, interaction_unit, sees_neighbours
+from envs.records import DECISIONS
 
-COLUMNS = (
-    "run_id",
-    "round",
-    "agent",
-    "group",
-    "paradigm",
-    "scenario",
-    "violated",
-    "p_violate",
-    "n_violating_neighbors",
-)
-"""The decision columns the report reads (text and the rest stay on disk)."""
+COLUMNS = tuple(c for c in DECISIONS if c not in ("text", "prompt"))
+"""The decision columns the report reads (answer texts and prompts stay on disk)."""
 
 
-def write_report(path, level: float = 0.5, n_boot: int = 500, seed: int = 0) -> Path:
+class UnknownColumnError(ValueError):
+    """A `by` column that the records do not have."""
+
+
+def write_report(
+    path, level: float = 0.5, n_boot: int = 500, seed: int = 0, by: list[str] | None = None
+) -> Path:
     """Write `path/report/` for the run or sweep at `path`; returns the report directory.
 
-    Raises NoRunError (a FileNotFoundError) naming `path` when it holds no run.
+    by: the condition columns to draw one curve per value of; None takes what the runs'
+    configs declare (`report.by` of the experiment preset). Raises NoRunError (a
+    FileNotFoundError) naming `path` when it holds no run, UnknownColumnError for a `by`
+    column the records lack.
     """
     root = Path(path)
     runs = find_runs(root)
+    manifests = read_manifests(root)
+    params = parameter_columns(manifests)
+    scan = scan_decisions(root)
+    configs = [read_manifest(run).get("config") or {} for run in runs]
+    if by is None:
+        declared = ((c.get("report") or {}).get("by") or [] for c in configs)
+        by = list(dict.fromkeys(col for cols in declared for col in cols))
+    columns = scan.collect_schema().names()
+    unknown = [c for c in by if c not in columns]
+    if unknown:
+        raise UnknownColumnError(
+            f"by: no column {unknown[0]!r} in the records; expected one of "
+            f"{', '.join(c for c in columns if c not in ('text', 'prompt'))}"
+        )
     out = root / "report"
     out.mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
-    for stale in [*out.glob("*.png"), *(out / "tables").glob("*.csv")]:
+    for stale in [*out.glob("*.png"), *out.glob("*.svg"), *(out / "tables").glob("*.csv")]:
         stale.unlink()  # figures of an earlier report that this one may not draw
-    manifests = read_manifests(root)
-    params = parameter_columns(manifests)
-    frame = scan_decisions(root).select(*COLUMNS, RUN, "status", "seed", *params).collect()
+    wanted = dict.fromkeys([*COLUMNS, RUN, "status", "seed", *params, *by])
+    frame = scan.select(*wanted).collect()
     single = len(runs) == 1 and is_run_dir(root)
     page = Page(f"tiplab report: {'run' if single else 'sweep'} {root.resolve().name}", out)
-    inputs = Inputs(root, manifests, frame, level, n_boot, seed)
+    inputs = Inputs(
+        root,
+        manifests,
+        frame,
+        level,
+        n_boot,
+        seed,
+        by=[c for c in by if frame.get_column(c).n_unique() > 1],
+        unit=coarsest(interaction_unit(c) for c in configs),
+        sees=any(sees_neighbours(c) for c in configs)
+        and frame.get_column("n_neighbors").max() not in (None, 0),
+    )
     started = time.perf_counter()
     if frame.is_empty():
         page.notes.append("No decisions recorded yet.")

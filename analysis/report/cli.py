@@ -1,4 +1,7 @@
-"""`python -m analysis.report PATH`: a run's or a sweep's report from the command line."""
+"""`python -m analysis.report PATH [--by COL,...]`: a run's or a sweep's report.
+
+`by=COL,...` (Hydra's spelling) is accepted for `--by COL,...`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import argparse
 import sys
 
 from analysis.load import NoRunError
-from analysis.report import write_report
+from analysis.report import UnknownColumnError, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,14 +20,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", help="a run directory or a sweep directory")
     parser.add_argument("--level", type=float, default=0.5, help="tipping level (default 0.5)")
     parser.add_argument("--n-boot", type=int, default=500, help="bootstrap replicates")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--by",
+        help="condition columns to compare, comma-separated (default: the preset's report.by)",
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args([f"--by={a[3:]}" if a.startswith("by=") else a for a in argv])
+    by = None if args.by is None else [c.strip() for c in args.by.split(",") if c.strip()]
     if not 0 < args.level <= 1:
         parser.error(f"argument --level: {args.level:g} is not a violation rate in (0, 1]")
     if args.n_boot < 0:
         parser.error(f"argument --n-boot: {args.n_boot} must be >= 0 (0: no intervals)")
     try:
-        out = write_report(args.path, level=args.level, n_boot=args.n_boot)
-    except NoRunError as e:
+        out = write_report(args.path, level=args.level, n_boot=args.n_boot, by=by)
+    except (NoRunError, UnknownColumnError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -24,6 +24,9 @@ class Inputs:
     level: float  # the violation rate that counts as tipped
     n_boot: int
     seed: int
+    by: list[str] = field(default_factory=list)  # conditions compared (more than one value)
+    unit: str = "agent"  # what the bootstrap resamples within a run (analysis.units)
+    sees: bool = False  # whether agents see each other's choices (diffusion is defined)
 
 
 @dataclass

@@ -22,8 +22,8 @@ def _rows(frame: pl.DataFrame, max_rows: int) -> tuple[list[list[str]], int]:
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;overflow-x:auto}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right;overflow-wrap:anywhere}
 th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0} img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555} .note{color:#865}
@@ -41,9 +41,11 @@ def page_html(page: Page, max_rows: int = 60) -> str:
     parts.append("</table>")
     parts += [f"<p class='note'>{e(n)}</p>" for n in page.notes]
     for file, title, caption in page.figures:
+        svg = file.removesuffix(".png") + ".svg"
+        link = f" <a href='{e(svg)}'>SVG</a>" if (page.out / svg).is_file() else ""
         parts.append(
             f"<h2>{e(title)}</h2><figure><img src='{e(file)}' alt='{e(title)}'>"
-            f"<figcaption>{e(caption)}</figcaption></figure>"
+            f"<figcaption>{e(caption)}{link}</figcaption></figure>"
         )
     for name, frame, title in page.tables:
         rows, hidden = _rows(frame, max_rows)
