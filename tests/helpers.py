@@ -2,6 +2,7 @@
 label scores computed by hand, and a device that runs out of memory."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,28 @@ def with_room_for(module: torch.nn.Module, rows: int) -> torch.nn.Module:
 
     module.register_forward_pre_hook(check, with_kwargs=True)
     return module
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+]
+
+
+def chromium_driver(profile: Path):
+    """Debian's headless chromium under selenium, with its own profile directory."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    return webdriver.Chrome(
+        service=webdriver.ChromeService(shutil.which("chromedriver")), options=options
+    )
