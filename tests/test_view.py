@@ -7,102 +7,49 @@ Screenshots are kept in artefacts/view/ (git-ignored), or $TIPLAB_ARTEFACTS.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from tests.helpers import ROOT
+pytest.importorskip("selenium", reason="selenium is in the dev extra")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extra")
+from tests.browser import (  # noqa: E402
+    CHROMIUM,
+    DRIVER,
+    ROOT,
+    button,
+    chromium,
+    figures,
+    text,
+    view_server,
+)
+
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER),
     reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
 )
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
 ARTEFACTS = Path(os.environ.get("TIPLAB_ARTEFACTS", ROOT / "artefacts")) / "view"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,1000",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def view(tmp_path):
-    """Starts `tiplab view ARGS` on a free loopback port; returns its URL. Stopped after."""
-    servers = []
-
-    def start(*args) -> str:
-        port = free_port()
-        command = [sys.executable, "-m", "sim.cli", "view", *args, "--port", str(port)]
-        log = (tmp_path / f"view-{port}.log").open("w")
-        servers.append(
-            subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
-        )
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(url, timeout=5)
-                return url
-            except OSError:
-                assert servers[-1].poll() is None, (tmp_path / f"view-{port}.log").read_text()
-                time.sleep(0.5)
-        raise TimeoutError(f"the view did not answer at {url}")
-
-    yield start
-    for server in servers:
-        os.killpg(server.pid, signal.SIGINT)  # the command and the solara server it started
-        server.wait(timeout=30)
+    """Starts `tiplab view ARGS`; returns its URL. Stopped after the test."""
+    with ExitStack() as servers:
+        yield lambda *args: servers.enter_context(view_server(*args, log=tmp_path / "view.log"))
 
 
 @pytest.fixture
 def browser(tmp_path):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(DRIVER), options=options)
+    driver = chromium(tmp_path / "chromium")
     yield driver
     driver.quit()
-
-
-def text(browser) -> str:
-    return browser.find_element(By.TAG_NAME, "body").text
-
-
-def figures(browser) -> int:
-    """Panels drawn: images the browser has decoded (a matplotlib PNG each)."""
-    return browser.execute_script(
-        "return [...document.images].filter(i => i.complete && i.naturalWidth > 100).length"
-    )
-
-
-def button(browser, label: str):
-    return next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == label)
 
 
 def screenshot(browser, name: str) -> None:
@@ -118,9 +65,7 @@ def test_driving_a_model_steps_it_and_draws_its_records(view, browser, tmp_path)
     wait.until(lambda b: "Step: 0" in text(b))
     assert "temptation" in text(browser) and "supervision schedule" in text(browser)
     for step in (1, 2):
-        next(
-            b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.upper() == "STEP"
-        ).click()
+        button(browser, "STEP").click()
         wait.until(lambda b, step=step: f"Step: {step}" in text(b))
     wait.until(lambda b: figures(b) >= 4)  # graph, curves, p_violate, updates
     screenshot(browser, "driven")
@@ -129,6 +74,19 @@ def test_driving_a_model_steps_it_and_draws_its_records(view, browser, tmp_path)
     assert rounds.get_column("round").to_list() == [0, 1]
     assert rounds.get_column("n_agents").to_list() == [64, 64]
     assert (run / "graph.parquet").is_file()
+
+    # another supervision schedule, then Reset: a new model (a new run) plays under it
+    browser.find_element(By.XPATH, "//*[text()='supervision schedule']/..").click()
+    wait.until(lambda b: b.find_elements(By.XPATH, "//*[text()='alternating']"))
+    browser.find_elements(By.XPATH, "//*[text()='alternating']")[-1].click()
+    button(browser, "RESET").click()
+    wait.until(lambda b: "Step: 0" in text(b))
+    button(browser, "STEP").click()
+    wait.until(lambda b: "Step: 1" in text(b))
+    (again,) = set(out.iterdir()) - {run}
+    played = pl.read_parquet(again / "decisions.parquet")
+    assert played.get_column("schedule").unique().to_list() == ["alternating"]
+    assert played.get_column("supervision").unique().to_list() == ["supervised"]  # round 0
 
 
 def test_following_a_running_run_shows_its_rounds_as_they_are_recorded(view, browser, tmp_path):
