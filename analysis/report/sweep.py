@@ -12,6 +12,7 @@ from analysis.load import RUN, swept_parameters
 from analysis.rates import mean_p_violate_by_round, violation_rate_by_round
 from analysis.report.page import Inputs, Page, header_facts, section
 from analysis.report.run import SHARE_BINS, few_units
+from analysis.report.training import training
 from analysis.sweeps import phase_diagram
 from analysis.tipping import survival_curve, tipping_times
 from analysis.units import NAMES
@@ -42,6 +43,7 @@ def sweep_report(page: Page, inputs: Inputs) -> None:
         runs_table = runs_table.join(
             cascade.select(RUN, "cascade_size", "final_violation_rate"), on=RUN, how="left"
         )
+    section(page, "training", training, page, inputs, swept)
     trends = section(page, "early-warning trends", run_trends, lf, level)
     if trends is not None:
         runs_table = runs_table.join(
