@@ -1,9 +1,8 @@
 """The `tiplab` command: one word for each entry point, `tiplab COMMAND ARGS...`.
 
 Each command runs its module as `python -m MODULE` does, with the same arguments (Hydra
-overrides for `run` and `view`), so `tiplab run seed=1` and `python -m sim.run seed=1`
-are one thing.
-A new entry point joins by one line in COMMANDS.
+overrides for `run`, `align` and `view`), so `tiplab run seed=1` and
+`python -m sim.run seed=1` are one thing. A new entry point joins by one line in COMMANDS.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import sys
 COMMANDS = {
     "run": ("sim.run", "play an experiment (Hydra overrides, -m for a sweep)"),
     "report": ("analysis.report", "write PATH/report/ for a run or a sweep"),
+    "align": ("sim.align", "align a checkpoint by SFT, DPO or GRPO (Hydra overrides)"),
     "view": ("sim.view", "watch PATH live in the browser, or drive a model (overrides)"),
 }
 

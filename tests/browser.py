@@ -1,5 +1,5 @@
-"""`tiplab view` on loopback and Debian's headless Chromium driving it (selenium with
-chromium-driver), for the view's tests and benchmarks/view_update.py."""
+"""`tiplab view` on loopback, and what a page shows in Debian's headless Chromium (driven
+by tests.helpers.chromium_driver), for the view's tests and benchmarks/view_update.py."""
 
 from __future__ import annotations
 
@@ -15,22 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,1000",
-]
 
 
 def free_port() -> int:
@@ -62,15 +51,6 @@ def view_server(*args: str, log: Path, start_s: float = 120) -> Iterator[str]:
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(timeout=30)
-
-
-def chromium(profile: Path) -> webdriver.Chrome:
-    """Headless Chromium with a new empty profile in `profile`."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    return webdriver.Chrome(service=webdriver.ChromeService(DRIVER), options=options)
 
 
 def text(browser) -> str:

@@ -22,11 +22,11 @@ def tiplab(*args) -> subprocess.CompletedProcess:
 def test_tiplab_lists_its_commands_and_refuses_an_unknown_one():
     out = tiplab()
     assert out.returncode == 0
-    assert all(f"  {name} " in out.stdout for name in ("run", "report"))
+    assert all(f"  {name} " in out.stdout for name in ("run", "report", "align", "view"))
     bad = tiplab("play")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "error: tiplab: unknown command 'play'; expected one of run, report"
+        "error: tiplab: unknown command 'play'; expected one of run, report, align, view"
     ]
 
 
@@ -49,3 +49,13 @@ def test_tiplab_run_and_report_are_the_modules_with_the_same_arguments(tmp_path)
     bad = tiplab("run", "env.schedule=sometimes", f"hydra.run.dir={tmp_path / 'bad'}")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_tiplab_align_composes_the_config_python_m_sim_align_does():
+    ours = tiplab("align", "--cfg", "job")
+    theirs = subprocess.run(
+        [sys.executable, "-m", "sim.align", "--cfg", "job"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout and "method:" in ours.stdout

@@ -25,11 +25,11 @@ from tests.browser import (  # noqa: E402
     DRIVER,
     ROOT,
     button,
-    chromium,
     figures,
     text,
     view_server,
 )
+from tests.helpers import chromium_driver  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER),
@@ -47,7 +47,7 @@ def view(tmp_path):
 
 @pytest.fixture
 def browser(tmp_path):
-    driver = chromium(tmp_path / "chromium")
+    driver = chromium_driver(tmp_path / "chromium")
     yield driver
     driver.quit()
 
