@@ -33,11 +33,11 @@ OVERLAY = 6  # more curves than this are drawn as small multiples
 MAX_PANELS = 24
 
 
-def _figure(width: float = 7.0, height: float = 4.2, **kwargs) -> Figure:
+def new_figure(width: float = 7.0, height: float = 4.2, **kwargs) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained", **kwargs)
 
 
-def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
+def save(fig: Figure, path: str | os.PathLike | None) -> Figure:
     """Save to `path`; a .png is saved as .svg beside it too (scalable, for papers)."""
     if path is not None:
         fig.savefig(path, dpi=DPI)
@@ -56,7 +56,7 @@ def _empty_figure(fig: Figure, ax, text: str, title: str, path) -> Figure:
     """A figure saying why it has nothing to show, so a report keeps every panel."""
     _empty(ax, text)
     ax.set_title(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def group_labels(frame: pl.DataFrame, by: Sequence[str]) -> list[tuple[str, pl.DataFrame]]:
@@ -97,7 +97,7 @@ def plot_tipping_curves(
     tipping rounds, when there is a single group).
     """
     by = list(by)
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     groups = group_labels(rates, by)
     if rates.is_empty() or rates.get_column("violation_rate").null_count() == rates.height:
@@ -141,11 +141,11 @@ def plot_tipping_curves(
     ax.set_ylabel("share of valid decisions violating")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    _legend(fig, ax, len(groups))
-    return _save(fig, path)
+    legend(fig, ax, len(groups))
+    return save(fig, path)
 
 
-def _legend(fig: Figure, ax, n_groups: int, **kwargs) -> None:
+def legend(fig: Figure, ax, n_groups: int, **kwargs) -> None:
     """Inside the axes for a few curves, outside on the right for more."""
     if n_groups > 3:
         fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8, **kwargs)
@@ -165,7 +165,7 @@ def plot_tipping_panels(
     groups = group_labels(rates, list(by))[:MAX_PANELS]
     cols = min(4, len(groups))
     rows = -(-len(groups) // cols)
-    fig = _figure(2.4 * cols + 0.6, 2.0 * rows + 0.8)
+    fig = new_figure(2.4 * cols + 0.6, 2.0 * rows + 0.8)
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
     pooled = rates.group_by("round").agg(pl.col("violation_rate").mean()).sort("round")
     for ax, (label, rows_) in zip(axes, groups, strict=False):
@@ -187,7 +187,7 @@ def plot_tipping_panels(
     fig.suptitle(title)
     fig.supxlabel("round")
     fig.supylabel("share violating")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_survival(
@@ -199,7 +199,7 @@ def plot_survival(
 ) -> Figure:
     """Kaplan-Meier step curves with Greenwood bands; '+' marks censored units."""
     by = list(by)
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     if survival.is_empty():
         return _empty_figure(fig, ax, "no units to follow", title, path)
@@ -228,8 +228,8 @@ def plot_survival(
     ax.set_ylabel("share not yet tipped")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    _legend(fig, ax, len(group_labels(survival, by)), title="+ censored", title_fontsize=8)
-    return _save(fig, path)
+    legend(fig, ax, len(group_labels(survival, by)), title="+ censored", title_fontsize=8)
+    return save(fig, path)
 
 
 def plot_early_warning(
@@ -245,13 +245,13 @@ def plot_early_warning(
     in the legends).
     """
     by = list(by)
-    fig = _figure(7.0, 7.0)
+    fig = new_figure(7.0, 7.0)
     axes = fig.subplots(3, 1, sharex=True)
     fig.suptitle(title)
     if ews.is_empty():
         for ax in axes:
             _empty(ax, "no p_violate recorded before tipping")
-        return _save(fig, path)
+        return save(fig, path)
     taus = dict(group_labels(trends, by)) if trends is not None else {}
     for i, (label, rows) in enumerate(group_labels(ews, by)[:MAX_LINES]):
         color = COLORS[i % len(COLORS)]
@@ -292,7 +292,7 @@ def plot_early_warning(
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
@@ -308,7 +308,7 @@ def plot_exposure_response(
 ) -> Figure:
     """P(complying agent violates next round | m violating neighbours), Wilson bars."""
     by = list(by)
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     if response.is_empty():
         why = "no neighbours recorded (no graph, or a single round)"
@@ -354,7 +354,7 @@ def plot_exposure_response(
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_phase_diagram(
@@ -365,7 +365,7 @@ def plot_phase_diagram(
     path: str | os.PathLike | None = None,
 ) -> Figure:
     """Heatmap of the final violation rate over two swept parameters (one row if y is None)."""
-    fig = _figure(6.5, 4.8 if y else 2.6)
+    fig = new_figure(6.5, 4.8 if y else 2.6)
     ax = fig.add_subplot()
     if phase.is_empty():
         return _empty_figure(fig, ax, "no runs", title, path)
@@ -403,45 +403,4 @@ def plot_phase_diagram(
         ax.set_yticks([])
     fig.colorbar(im, ax=ax, label="final violation rate")
     ax.set_title(title)
-    return _save(fig, path)
-
-
-TRAINING_PANELS = (("loss", "loss"), ("kl", "KL to reference"), ("mean_reward", "mean reward"))
-
-
-def plot_training(
-    curves: pl.DataFrame,
-    by: Sequence[str] = (),
-    owners: pl.DataFrame | None = None,
-    baseline: pl.DataFrame | None = None,
-    title: str = "Weight updates",
-    path: str | os.PathLike | None = None,
-) -> Figure:
-    """Loss, KL and the learned-from reward per update round (mean over owners, min-max
-    band), one colour per group of `by`; thin lines: each owner of `owners` (the rows of
-    updates.parquet) when given; dashed on the reward panel: `baseline` (round,
-    mean_reward), the in-context runs' reward per round."""
-    fig = _figure(7.0, 7.0)
-    axes = fig.subplots(3, 1, sharex=True)
-    fig.suptitle(title)
-    groups = group_labels(curves, list(by))[:MAX_LINES]
-    for ax, (stat, label) in zip(axes, TRAINING_PANELS, strict=True):
-        if owners is not None:
-            for _, rows in owners.sort("round").group_by("owner", maintain_order=True):
-                ax.plot(rows["round"], rows[stat], color="0.75", lw=0.8, marker=".", ms=3)
-        for i, (name, rows) in enumerate(groups):
-            color = COLORS[i % len(COLORS)]
-            x = rows.get_column("round").to_numpy()
-            ax.plot(x, rows[stat], color=color, lw=1.8, marker="o", ms=3,
-                    label="mean over owners" if name == "all" else name)  # fmt: skip
-            ax.fill_between(x, rows[f"{stat}_min"], rows[f"{stat}_max"], color=color,
-                            alpha=0.15, lw=0)  # fmt: skip
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    if baseline is not None and baseline.height:
-        axes[2].plot(baseline["round"], baseline["mean_reward"], color="k", ls="--", lw=1.2,
-                     label="in-context runs (no updates)")  # fmt: skip
-    axes[2].set_xlabel("round after which the update ran")
-    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
-    _legend(fig, axes[2], len(groups) + 2)
-    return _save(fig, path)
+    return save(fig, path)

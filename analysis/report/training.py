@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from analysis import plots as P
 from analysis.load import RUN, scan_rounds, scan_updates
 from analysis.report.page import Inputs, Page
-from analysis.training import update_curves
+from analysis.training import plot_training, update_curves
 
 MAX_OWNER_LINES = 12
 
@@ -31,7 +30,7 @@ def training(page: Page, inputs: Inputs, by: list[str]) -> None:
             .sort("round")
             .collect()
         )
-    P.plot_training(curves, by, owners, baseline, path=page.out / "training.png")
+    plot_training(curves, by, owners, baseline, path=page.out / "training.png")
     page.figure(
         "training.png",
         "Training",
