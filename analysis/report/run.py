@@ -63,8 +63,9 @@ def few_units(page: Page, rates: pl.DataFrame, unit: str) -> str:
     fewest = rates.get_column("n_units").min()
     if fewest is None or fewest >= MIN_UNITS:
         return ""
+    units = NAMES[unit].removesuffix("s") if fewest == 1 else NAMES[unit]
     warning = (
-        f"Intervals backed by only {fewest} independent {NAMES[unit]} (fewer than "
+        f"Intervals backed by only {fewest} independent {units} (fewer than "
         f"{MIN_UNITS}): read them as rough."
     )
     page.notes.append(warning)
