@@ -227,3 +227,15 @@ def test_bad_input_is_one_line_exit_2_and_no_checkpoint(base, tmp_path, args, ex
     assert expected.format(**fill) in lines[0]
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_unknown_organism_alignment_is_one_line(tmp_path):
+    from tests.helpers import sim_run
+
+    quiet = ["run.progress=false", "run.report=false", "run.rounds=1"]
+    out = sim_run("backend.align=ppo", *quiet, f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: backend.align: 'ppo'; expected one of null, none, sft, dpo, grpo"
+    ]
+    assert not (tmp_path / "run").exists()

@@ -38,9 +38,10 @@ def aligned_organism(
     cache_dir: str | Path,
     recipe: Mapping,
     data: Mapping,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Path:
-    """The organism's base aligned by `recipe` on `data` (seeded by the organism's seed)."""
+    """The organism's base aligned by `recipe` on `data` (seeded by the organism's seed);
+    progress bars unless the Hugging Face libraries' are off (run.progress=false)."""
     base = organism_base(organism, cache_dir)
     seed = organism["seed"]
     root = Path(cache_dir).expanduser()
@@ -49,5 +50,9 @@ def aligned_organism(
         return path
     with locked(root / f".{path.name}.lock"):
         if not (path / CARD).is_file():
+            if progress is None:
+                from transformers.utils import logging
+
+                progress = logging.is_progress_bar_enabled()
             align(recipe, data, base, path, seed=seed, device="cpu", progress=progress)
     return path

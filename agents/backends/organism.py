@@ -1,17 +1,40 @@
 """backend=organism: build (once, cached) or load the embedded model organism, then serve
-it through backend=hf's code, exactly as any other local checkpoint is served."""
+it through backend=hf's code, exactly as any other local checkpoint is served.
+
+`backend.align` deploys another stage of the same organism: `none` its pre-trained,
+unaligned base, `sft`/`dpo`/`grpo` that base aligned by the recipe (agents.alignment).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
 from agents.backends.hf import HFBackend
 from agents.organism.build import organism_dir
+from envs.errors import InputError
+
+ALIGNMENTS = (None, "none", "sft", "dpo", "grpo")
+
+
+def organism_path(cfg: Mapping) -> Path:
+    """The checkpoint backend.align names (the organism as built when it names none)."""
+    align = cfg.get("align")
+    if align not in ALIGNMENTS:
+        expected = ", ".join("null" if a is None else a for a in ALIGNMENTS)
+        raise InputError(f"backend.align: {align!r}; expected one of {expected}")
+    if align is None:
+        return organism_dir(cfg["organism"], cfg["cache_dir"])
+    from agents.alignment.organism import aligned_organism, organism_base
+
+    if align == "none":
+        return organism_base(cfg["organism"], cfg["cache_dir"])
+    recipe = cfg["recipes"][align]
+    return aligned_organism(cfg["organism"], cfg["cache_dir"], recipe, cfg["align_data"])
 
 
 def organism_backend(cfg: Mapping, rng: np.random.Generator) -> HFBackend:
-    path = organism_dir(cfg["organism"], cfg["cache_dir"])
-    model = {**(cfg.get("model") or {}), "path": str(path)}
+    model = {**(cfg.get("model") or {}), "path": str(organism_path(cfg))}
     return HFBackend.from_config({**cfg, "model": model}, rng)

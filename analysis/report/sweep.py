@@ -9,6 +9,7 @@ from analysis import plots as P
 from analysis.diffusion import cascade_size, exposure_response
 from analysis.early_warning import early_warning_signals, early_warning_trends
 from analysis.load import RUN, swept_parameters
+from analysis.protection import alignment_protection
 from analysis.rates import mean_p_violate_by_round, violation_rate_by_round
 from analysis.report.page import Inputs, Page, header_facts, section
 from analysis.report.run import SHARE_BINS, few_units
@@ -44,6 +45,8 @@ def sweep_report(page: Page, inputs: Inputs) -> None:
             cascade.select(RUN, "cascade_size", "final_violation_rate"), on=RUN, how="left"
         )
     section(page, "training", training, page, inputs, swept)
+    if ALIGNMENT in swept:
+        section(page, "alignment", protection, page, inputs, swept)
     trends = section(page, "early-warning trends", run_trends, lf, level)
     if trends is not None:
         runs_table = runs_table.join(
@@ -151,6 +154,23 @@ def diffusion(page: Page, inputs: Inputs, swept: list[str]) -> pl.DataFrame | No
         f"neighbours that violated (bins of 1/{SHARE_BINS}; 95% Wilson interval).",
     )
     return cascade
+
+
+ALIGNMENT = "backend.align"  # the sweep compares alignments (experiment=atp_defenses)
+
+
+def protection(page: Page, inputs: Inputs, swept: list[str]) -> None:
+    """Round-1 protection of each alignment against the base (none) and its erosion."""
+    others = [c for c in swept if c != ALIGNMENT]
+    table = alignment_protection(
+        inputs.decisions.lazy(), ALIGNMENT, others, n_boot=inputs.n_boot, seed=inputs.seed
+    )
+    page.table("alignment_protection", table, "Alignment: protection at round 1 and erosion")
+    page.notes.append(
+        "Alignment: round-1 violation per method (95% bootstrap interval over runs); "
+        "protection = the base's (backend.align=none) round-1 rate minus the method's; "
+        "erosion = violation rate gained per round; rounds to tip = first round at >= 0.8."
+    )
 
 
 def run_trends(lf: pl.LazyFrame, level: float) -> pl.DataFrame:
