@@ -148,3 +148,30 @@ def test_preset_report_by_is_checked_before_the_run(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("error: report.by: ['thresold']; expected a list of decision")
     assert not (tmp_path / "run").exists()
+
+
+def test_sweep_report_scales_past_three_parameters(tmp_path):
+    sweep = tmp_path / "sweep"
+    i = 0
+    for a in (1, 2):
+        for b in (1, 2):
+            for c in (1, 2):
+                d = synthetic_decisions(n_agents=2, n_rounds=4, tip_round=None, p_start=0.0, seed=i,
+                                        run_id=f"r{i}")  # fmt: skip
+                if i == 0:
+                    d = d.with_columns(paradigm=pl.lit("roleplay"))
+                write_run(sweep / str(i), d, {"a": a, "b": b, "c": c})
+                i += 1
+    out = write_report(sweep)
+    summary = (out / "summary.md").read_text()
+    # 8 configurations: small multiples; one phase diagram over (a, b) per value of c
+    assert "one panel per configuration" in summary
+    assert {p.name for p in out.glob("phase_diagram_*.png")} == {
+        "phase_diagram_0.png",
+        "phase_diagram_1.png",
+    }
+    phase = pl.read_csv(out / "tables" / "phase_diagram.csv")
+    assert (phase["n_runs"] == 1).all() and phase.height == 8
+    assert "mixes paradigms (roleplay, threshold)" in summary
+    assert "Time to tip: no run reached" in summary and not (out / "survival.png").exists()
+    assert "only 2 independent agents" in summary  # one run of 2 agents per configuration
