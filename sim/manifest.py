@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from envs.errors import InputError
+
 MISSING = object()
 PACKAGES = ("tiplab", "mesa", "networkx", "hydra-core", "polars", "torch", "transformers", "peft")
 
@@ -93,8 +95,17 @@ class Manifest:
 
     @classmethod
     def read(cls, run_dir: Path) -> Manifest:
+        """The manifest in run_dir; an InputError naming it when it is not one of ours."""
         path = Path(run_dir) / "manifest.json"
-        return cls(run_dir, json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise InputError(f"{path}: not a readable manifest ({type(e).__name__})") from None
+        fields = {"run_id": str, "status": str, "config": dict, "rounds_completed": int}
+        for name, kind in fields.items():
+            if not isinstance(data, dict) or not isinstance(data.get(name), kind):
+                raise InputError(f"{path}: damaged manifest (no {kind.__name__} field {name!r})")
+        return cls(run_dir, data)
 
     def update(self, **fields) -> None:
         self.data.update(fields)

@@ -1,7 +1,8 @@
 """The Hydra entry point: `python -m sim.run [overrides]` plays one experiment and records it.
 
 User mistakes (unknown config keys, bad values, bad data files) end with one line on
-stderr and exit code 2; a run directory is either complete, marked failed, or removed.
+stderr and exit code 2; a run directory is complete, marked failed or interrupted, or
+left as it was found (sim.rundir).
 A run directory that already holds a run is continued from its last checkpoint, or
 skipped if complete; `resume=PATH` re-runs a run (or a sweep) in its own directory.
 """
@@ -9,7 +10,6 @@ skipped if complete; `resume=PATH` re-runs a run (or a sweep) in its own directo
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from agents.backends import make_backend
 from envs.errors import InputError
-from sim import checkpoint
+from sim import checkpoint, ledger, rundir
 from sim.build import build_environment, check_run, population, seeds
 from sim.manifest import Manifest, now
 from sim.model import TippingModel
@@ -61,36 +61,115 @@ def quiet_library_bars() -> None:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
+class RunFailed(InputError):
+    """A user mistake found after the run started: the run is kept and marked failed."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run: the run is kept, marked interrupted, and can be resumed."""
+
+
 def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.DataFrame:
-    """Play cfg's experiment into run_dir (continuing a run left there); returns the rounds."""
+    """Play cfg's experiment into run_dir (continuing a run left there); returns the rounds.
+
+    Holds run_dir's lock throughout. An InputError means nothing was written; after the
+    run starts, a failure marks it failed (RunFailed for a user mistake) and Ctrl-C
+    marks it interrupted (Interrupted).
+    """
+    rundir.lock(run_dir)
+    try:
+        return play(cfg, run_dir, overrides)
+    finally:
+        rundir.release(run_dir)
+
+
+def play(cfg: dict, run_dir: Path, overrides: list[str]) -> pl.DataFrame:
     check_run(cfg)
     rounds, seed = cfg["run"]["rounds"], cfg["seed"]
     previous = previous_run(run_dir, cfg)
     if previous is not None and previous.data["status"] == "complete":
+        if "ledger" in previous.data:  # manifests of older versions have none
+            ledger.verify(run_dir, previous.data["ledger"], rounds, rounds)
         print(f"already complete, nothing to do: {run_dir}", file=sys.stderr)
-        return pl.read_parquet(run_dir / "rounds.parquet")
+        return ledger.readable(run_dir / "rounds.parquet")
     if not cfg["run"]["progress"]:
         quiet_library_bars()
     rng = seeds(seed)
     env = build_environment(cfg["env"], rounds, rng["env"])
     graph, deviants = population(cfg, env, rng)
     backend = make_backend(cfg["backend"], rng["policy"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = checkpoint.load(run_dir) if previous is not None else None
-    checkpoint.rewind_records(run_dir, state["round"] if state else 0)
-    run_id = f"{run_dir.name}-{uuid.uuid5(uuid.NAMESPACE_URL, str(run_dir.resolve())).hex[:8]}"
-    if state is None:
+    try:
+        return play_with(cfg, run_dir, overrides, previous, env, graph, deviants, backend)
+    finally:
+        backend.close()
+
+
+def play_with(cfg, run_dir, overrides, previous, env, graph, deviants, backend) -> pl.DataFrame:
+    """Check the run left in run_dir (if any), then play the remaining rounds."""
+    rounds, seed = cfg["run"]["rounds"], cfg["seed"]
+    if previous is None:
+        run_id = f"{run_dir.name}-{uuid.uuid5(uuid.NAMESPACE_URL, str(run_dir.resolve())).hex[:8]}"
+        state = None
+    else:
+        run_id = previous.data["run_id"]
+        state = checkpoint.load(run_dir, run_id, rounds, env.n_agents)
+        start = state["round"] if state else 0
+        ledger.verify(run_dir, previous.data.get("ledger", {}), start, rounds)
+    parts = run_dir / "decisions.parquet"
+    made_parts = not parts.exists()
+    try:
+        model, evolution, recorder = assemble(cfg, run_dir, run_id, env, graph, deviants, backend)
+    except InputError:
+        if made_parts:  # the recorder's directory, made by this invocation
+            parts.rmdir()
+        raise
+    if state is not None:
+        try:
+            checkpoint.load_model_state(model, state)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise InputError(
+                f"{run_dir / checkpoint.FILE}: damaged checkpoint ({type(e).__name__}: {e})"
+            ) from None
+    # From here on the run directory changes: the run has started.
+    start = state["round"] if state else 0
+    checkpoint.rewind_records(run_dir, start)
+    recorder.rounds = recorder.rounds.filter(pl.col("round") < start)
+    recorder.updates = recorder.updates.filter(pl.col("round") < start)
+    if previous is None:
         manifest = Manifest.start(run_dir, run_id, seed, rounds, cfg, list(overrides))
     else:
         manifest = previous
-        manifest.update(status="running", rounds_completed=state["round"])
+        kept = {k: v for k, v in manifest.data.get("ledger", {}).items() if int(k) < start}
+        manifest.data.pop("error", None)
+        manifest.update(status="running", rounds_completed=start, ledger=kept)
+    manifest.data.setdefault("ledger", {})
+    try:
+        if state is not None and evolution is not None:
+            evolution.load_state_dict(state["evolution"])
+        play_rounds(cfg, run_dir, model, evolution, recorder, manifest)
+        ledger.verify(run_dir, manifest.data["ledger"], rounds, rounds)
+    except KeyboardInterrupt:
+        manifest.update(status="interrupted")
+        raise Interrupted(run_dir) from None
+    except InputError as e:
+        manifest.update(status="failed", error=str(e))
+        raise RunFailed(str(e)) from None
+    except BaseException as e:
+        manifest.update(status="failed", error=f"{type(e).__name__}: {e}")
+        raise
+    manifest.update(status="complete", finished=now())
+    return recorder.rounds
+
+
+def assemble(cfg, run_dir, run_id, env, graph, deviants, backend):
+    """The model, its evolution (None without weight updates) and its recorder."""
     recorder = Recorder(run_dir, run_id, record_prompts=cfg["run"]["record_prompts"])
     model = TippingModel(
         env,
         backend,
         graph,
         recorder,
-        seed=seed,
+        seed=cfg["seed"],
         mode=cfg["decide"]["mode"],
         memory_window=cfg["agents"]["memory_window"],
         peer_view=cfg["agents"]["peer_view"],
@@ -102,36 +181,33 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
     if cfg["evolution"].get("every"):  # training stack imported only when weights evolve
         from agents.evolution import make_evolution
 
-        evolution = make_evolution(cfg["evolution"], backend, env.group, graph, run_dir, seed)
-    if state is not None:
-        checkpoint.load_model_state(model, state)
-        if evolution is not None:
-            evolution.load_state_dict(state["evolution"])
-    try:
-        bar = tqdm(
-            range(model.round, rounds),
-            desc="rounds",
-            unit="round",
-            initial=model.round,
-            total=rounds,
-            disable=not cfg["run"]["progress"],
+        evolution = make_evolution(
+            cfg["evolution"], backend, env.group, graph, run_dir, cfg["seed"]
         )
-        for t in bar:
-            model.step()
-            if evolution is not None:
-                evolve(evolution, model, recorder, t)
-            every = cfg["run"]["checkpoint_every"]
-            if every and ((t + 1) % every == 0 or t + 1 == rounds):
-                checkpoint.save(model, run_dir, evolution)
-            manifest.update(rounds_completed=t + 1)
-            bar.set_postfix(violation=f"{recorder.rounds['violation_rate'][-1] or 0:.2f}")
-    except BaseException:
-        manifest.update(status="failed")
-        raise
-    finally:
-        backend.close()
-    manifest.update(status="complete", finished=now())
-    return recorder.rounds
+    return model, evolution, recorder
+
+
+def play_rounds(cfg, run_dir, model, evolution, recorder, manifest) -> None:
+    """Rounds from the model's current one to the last: records, ledger, checkpoint."""
+    rounds = cfg["run"]["rounds"]
+    every = cfg["run"]["checkpoint_every"]
+    bar = tqdm(
+        range(model.round, rounds),
+        desc="rounds",
+        unit="round",
+        initial=model.round,
+        total=rounds,
+        disable=not cfg["run"]["progress"],
+    )
+    for t in bar:
+        model.step()
+        if evolution is not None:
+            evolve(evolution, model, recorder, t)
+        manifest.data["ledger"][str(t)] = ledger.entry(run_dir, t, recorder.updates)
+        manifest.update(rounds_completed=t + 1)
+        if every and ((t + 1) % every == 0 or t + 1 == rounds):
+            checkpoint.save(model, run_dir, manifest.data["run_id"], evolution)
+        bar.set_postfix(violation=f"{recorder.rounds['violation_rate'][-1] or 0:.2f}")
 
 
 def evolve(evolution, model: TippingModel, recorder: Recorder, t: int) -> None:
@@ -166,14 +242,14 @@ def print_summary(rounds: pl.DataFrame, run_dir: Path) -> None:
     print(f"records: {run_dir}")
 
 
-def fail(message: str, run_dir: Path | None) -> None:
-    """One line, exit 2; a run directory with no recorded round is removed."""
-    if run_dir is not None and not any((run_dir / "decisions.parquet").glob("part-*.parquet")):
-        shutil.rmtree(run_dir, ignore_errors=True)
-    elif run_dir is not None and (run_dir / "manifest.json").exists():
-        Manifest.read(run_dir).update(status="failed", error=message)
+def fail(message: str) -> None:
+    """One line on stderr, exit code 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def resume_hint(path: Path) -> str:
+    return f"interrupted: continue with  python -m sim.run resume={path}"
 
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
@@ -187,8 +263,20 @@ def app(cfg: DictConfig) -> float | None:
         if not alone:
             plain["run"]["progress"] = False
         rounds = run_experiment(plain, run_dir, list(hydra_cfg.overrides.task))
-    except InputError as e:
-        fail(str(e), run_dir)
+    except RunFailed as e:
+        fail(str(e))
+    except InputError as e:  # refused before anything was written
+        rundir.undo(run_dir)
+        fail(str(e))
+    except Interrupted:
+        if alone:  # a sweep's interruption is reported once, for the sweep, by main()
+            print(resume_hint(run_dir), file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:  # before the run started
+        rundir.undo(run_dir)
+        if alone:
+            print(resume_hint(run_dir), file=sys.stderr)
+        sys.exit(130)
     if alone:
         print_summary(rounds, run_dir)
     return rounds["violation_rate"][-1]
@@ -198,7 +286,8 @@ def resume_argv(argv: list[str]) -> list[str]:
     """`resume=PATH` becomes the overrides PATH was run with, in PATH again.
 
     PATH is a run directory (Hydra saved its overrides in .hydra/overrides.yaml) or a
-    sweep directory (multirun.yaml); finished runs are skipped, the others continue.
+    sweep directory (multirun.yaml, whose launcher is kept); finished runs are skipped,
+    the others continue.
     """
     paths = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
     if not paths:
@@ -206,23 +295,76 @@ def resume_argv(argv: list[str]) -> list[str]:
     path = Path(paths[-1])
     rest = [a for a in argv if not a.startswith("resume=")]
     if (path / "multirun.yaml").is_file():
-        saved = yaml.safe_load((path / "multirun.yaml").read_text())["hydra"]["overrides"]["task"]
-        return ["-m", *saved, *rest, f"hydra.sweep.dir={path}"]
+        saved = saved_yaml(path / "multirun.yaml", ("hydra", "overrides"))
+        task, own = saved.get("task"), saved.get("hydra") or []
+        if not isinstance(task, list) or not isinstance(own, list):
+            raise InputError(f"{path / 'multirun.yaml'}: damaged (no hydra.overrides.task list)")
+        launcher = [o for o in own if str(o).startswith("hydra/launcher=")]
+        return ["-m", *map(str, task), *launcher, *rest, f"hydra.sweep.dir={path}"]
     if (path / ".hydra" / "overrides.yaml").is_file():
-        saved = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text())
-        return [*saved, *rest, f"hydra.run.dir={path}"]
+        saved = saved_yaml(path / ".hydra" / "overrides.yaml", ())
+        if not isinstance(saved, list):
+            raise InputError(f"{path / '.hydra' / 'overrides.yaml'}: damaged (not a list)")
+        return [*map(str, saved), *rest, f"hydra.run.dir={path}"]
     raise InputError(
         f"resume: {path} holds no run (.hydra/overrides.yaml) or sweep (multirun.yaml)"
     )
 
 
+def saved_yaml(path: Path, keys: tuple[str, ...]):
+    """The YAML in path, then keys down into it; an InputError naming path if it is damaged."""
+    try:
+        data = yaml.safe_load(path.read_text())
+        for key in keys:
+            data = data[key]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: damaged ({type(e).__name__})") from None
+    return data
+
+
+def named_dir(argv: list[str], key: str) -> Path | None:
+    """The directory `key=DIR` on the command line names (the last one wins)."""
+    values = [a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")]
+    return Path(values[-1]) if values else None
+
+
 def main() -> None:
+    """Check the command line, lock the named run (or sweep) directory, then run Hydra.
+
+    A run refused on a check leaves the directory as it was; a resumed sweep keeps its
+    multirun.yaml.
+    """
     try:
         sys.argv[1:] = resume_argv(sys.argv[1:])
         check_overrides(CONF, "config", sys.argv[1:])
+        sweep = "-m" in sys.argv or "--multirun" in sys.argv
+        target = named_dir(sys.argv[1:], "hydra.sweep.dir" if sweep else "hydra.run.dir")
+        if target is not None:
+            rundir.remember(target)
+            rundir.lock(target)
     except InputError as e:
-        fail(str(e), None)
-    app()
+        fail(str(e))
+    multirun_yaml = target / "multirun.yaml" if sweep and target else None
+    kept = multirun_yaml.read_bytes() if multirun_yaml and multirun_yaml.is_file() else None
+    try:
+        app()
+    except KeyboardInterrupt:
+        stop_sweep(target)
+    except SystemExit as e:
+        if sweep and e.code == 130:
+            stop_sweep(target)
+        raise
+    finally:
+        if kept is not None:
+            multirun_yaml.write_bytes(kept)
+        rundir.release_all()
+
+
+def stop_sweep(target: Path | None) -> None:
+    """Ctrl-C during a sweep: one line naming how to continue it, exit code 130."""
+    where = target if target is not None else "<the sweep directory>"
+    print(f"interrupted: continue with  python -m sim.run resume={where}", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

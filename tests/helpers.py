@@ -1,6 +1,8 @@
 """Helpers the test modules share: the project root, the simulator as a user runs it,
 label scores computed by hand, and a device that runs out of memory."""
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -24,6 +26,24 @@ def sim_run(*args, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
         timeout=timeout,
         env={**os.environ, "HYDRA_FULL_ERROR": "0"},
     )
+
+
+def sim_main(*args) -> subprocess.CompletedProcess:
+    """`python -m sim.run ARGS` in this process (sim.run.main, output captured), for the many
+    bad-input cases where a fresh interpreter per case would cost more than the case."""
+    from sim.run import main
+
+    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+    sys.argv = ["sim.run", *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def hand_logprob(model, tokenizer, prompt: str, label: str, other: str) -> float:

@@ -61,11 +61,9 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, uninterrupted, ki
     kill_after(tmp_path, kill_at)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["status"] == "running"
-    state = checkpoint.load(tmp_path)
-    kept = [
-        tmp_path / "decisions.parquet" / f"part-{t:05d}.parquet"
-        for t in range(state["round"] if state else 0)
-    ]
+    saved = tmp_path / checkpoint.FILE
+    start = json.loads(saved.read_text())["state"]["round"] if saved.exists() else 0
+    kept = [tmp_path / "decisions.parquet" / f"part-{t:05d}.parquet" for t in range(start)]
     written = [p.stat().st_mtime_ns for p in kept]
     out = sim_run(f"resume={tmp_path}", "run.progress=false")
     assert out.returncode == 0, out.stderr

@@ -30,6 +30,8 @@ class Lineage:
         self.root = Path(root)
         self.keep = keep
         self.current: dict[str, Version] = {}
+        # The versions the last checkpoint names: a resume needs them, retention keeps them.
+        self.saved: dict[str, Version] = {}
 
     def path(self, v: Version) -> Path:
         return self.root / v.owner / f"v{v.version}"
@@ -48,12 +50,15 @@ class Lineage:
         return target
 
     def _retire(self, owner: str) -> None:
-        """Retention: keep only the last `keep` versions on disk (all when keep is None)."""
+        """Retention: keep only the last `keep` versions on disk (all when keep is None),
+        and the version the last checkpoint names, which a resumed run starts from."""
         if self.keep is None:
             return
         latest = self.current[owner].version
+        saved = self.saved.get(owner)
         for old in (self.root / owner).glob("v*"):
-            if int(old.name[1:]) <= latest - self.keep:
+            version = int(old.name[1:])
+            if version <= latest - self.keep and (saved is None or version != saved.version):
                 shutil.rmtree(old)
 
     def rewind(self) -> None:
@@ -65,7 +70,13 @@ class Lineage:
                     shutil.rmtree(d)
 
     def state_dict(self) -> dict:
+        """The state a checkpoint saves; its versions stay on disk until a later one is saved.
+
+        (The next retirement happens at the next commit, after this checkpoint is written.)
+        """
+        self.saved = dict(self.current)
         return {"current": dict(self.current)}
 
     def load_state_dict(self, state: dict) -> None:
         self.current = dict(state["current"])
+        self.saved = dict(self.current)

@@ -1,0 +1,124 @@
+"""A run directory owns itself: one writer at a time, and a refused run leaves it as it was.
+
+The lock is an flock on `<dir>/.lock` holding the writer's pid: the kernel releases it
+when the process ends however it ends, so a lock left by a killed run is stale by
+construction and the next run takes it. Hydra writes `.hydra/` and `run.log` into the
+run directory before our code runs; `Before` remembers what was there so that a run
+refused on a check puts it back (and removes a directory this invocation created).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+from envs.errors import InputError
+
+LOCK = ".lock"
+# What Hydra writes into a run directory before the task function starts.
+HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "run.log")
+
+_held: dict[Path, int] = {}  # directory -> open lock file descriptor, this process
+_before: dict[Path, Before] = {}  # directories named on the command line, as they were
+
+
+def lock(run_dir: Path) -> None:
+    """Hold run_dir's lock until release() or process exit; InputError if another holds it."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _held:
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"{run_dir}: not a directory (hydra.run.dir must name a directory)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise InputError(
+                f"{run_dir}: in use by another run (pid {holder}); wait for it to end"
+            ) from None
+        try:  # the holder may have removed the file between our open and our lock
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held[run_dir] = fd
+
+
+def release(run_dir: Path) -> None:
+    """Give up run_dir's lock (no-op when this process does not hold it)."""
+    run_dir = Path(run_dir).resolve()
+    fd = _held.pop(run_dir, None)
+    if fd is None:
+        return
+    (run_dir / LOCK).unlink(missing_ok=True)
+    os.close(fd)
+
+
+def release_all() -> None:
+    for run_dir in list(_held):
+        release(run_dir)
+
+
+class Before:
+    """What a directory held of Hydra's files before this invocation, to put back on refusal."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.existed = self.path.exists()
+        self.files = {
+            name: (self.path / name).read_bytes()
+            for name in HYDRA_FILES
+            if (self.path / name).is_file()
+        }
+        self.had_hydra_dir = (self.path / ".hydra").is_dir()
+
+    def restore(self) -> None:
+        """Undo Hydra's writes; a directory this invocation created is removed whole."""
+        release(self.path)
+        if not self.existed:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for name in HYDRA_FILES:
+            target = self.path / name
+            if name in self.files:
+                target.write_bytes(self.files[name])
+            elif target.is_file():
+                target.unlink()
+        hydra_dir = self.path / ".hydra"
+        if not self.had_hydra_dir and hydra_dir.is_dir() and not any(hydra_dir.iterdir()):
+            hydra_dir.rmdir()
+
+
+def remember(path: Path) -> None:
+    """Note what path holds now, before Hydra writes into it."""
+    path = Path(path).resolve()
+    _before[path] = Before(path)
+
+
+def undo(run_dir: Path) -> None:
+    """Put run_dir back as it was before this invocation: as remembered, or (a directory
+    Hydra made for this job, holding only its own files) removed whole."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _before:
+        _before[run_dir].restore()
+        return
+    release(run_dir)
+    if run_dir.is_dir() and only_hydra_files(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def only_hydra_files(run_dir: Path) -> bool:
+    """Whether run_dir holds nothing but what Hydra writes at a job's start (and our lock)."""
+    names = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if not p.is_dir()}
+    return names <= {*HYDRA_FILES, LOCK}
