@@ -16,10 +16,12 @@ UNITS = {
     "agent": [RUN, "agent"],
     "item": [RUN, "group"],
     "group": [RUN, "group"],
+    "component": [RUN, "component"],
     "run": [RUN],
     "seed": [RUN],
 }
-"""Resampling units of the bootstrap: an agent or an item (environment instance) of one
+"""Resampling units of the bootstrap: an agent, an item (environment instance) or a
+connected component of who-affects-whom (a `component` column, `analysis.units`) of one
 run, or a whole run (a seed)."""
 
 

@@ -175,3 +175,22 @@ def test_sweep_report_scales_past_three_parameters(tmp_path):
     assert "mixes paradigms (roleplay, threshold)" in summary
     assert "Time to tip: no run reached" in summary and not (out / "survival.png").exists()
     assert "only 2 independent agents" in summary  # one run of 2 agents per configuration
+
+
+def test_population_graph_resamples_its_connected_components(tmp_path):
+    # 6 role-play agents seeing each other on a population graph with components
+    # {0, 1, 2}, {3, 4} and {5}: three independent units, not one run
+    d = synthetic_decisions(n_agents=6, n_rounds=3, ring=False).with_columns(
+        paradigm=pl.lit("roleplay")
+    )
+    config = {"env": {"kind": "roleplay"}, "graph": {"scope": "population"}}
+    run = write_run(tmp_path / "run", d, config=config)
+    edges = {"source": [0, 1, 3], "target": [1, 2, 4]}
+    pl.DataFrame(edges, schema={"source": pl.Int32, "target": pl.Int32}).write_parquet(
+        run / "graph.parquet"
+    )
+    out = write_report(run)
+    assert "interval unit**: connected groups" in (out / "summary.md").read_text()
+    assert set(pl.read_csv(out / "tables" / "per_round.csv")["n_units"]) == {3}
+    (run / "graph.parquet").unlink()  # recorded before graphs were: the run is the unit
+    assert set(pl.read_csv(write_report(run) / "tables" / "per_round.csv")["n_units"]) == {1}

@@ -28,7 +28,7 @@ from analysis.report.page import Inputs, Page, header_facts
 from analysis.report.render import page_html, page_markdown
 from analysis.report.run import run_report
 from analysis.report.sweep import sweep_report
-from analysis.units import coarsest, interaction_unit, sees_neighbours
+from analysis.units import coarsest, interaction_unit, sees_neighbours, with_components
 from envs.records import DECISIONS
 
 COLUMNS = tuple(c for c in DECISIONS if c not in ("text", "prompt"))
@@ -72,6 +72,11 @@ def write_report(
         stale.unlink()  # figures of an earlier report that this one may not draw
     wanted = dict.fromkeys([*COLUMNS, RUN, "status", "seed", *params, *by])
     frame = scan.select(*wanted).collect()
+    unit = coarsest(interaction_unit(c) for c in configs)
+    if unit == "run":  # a population graph: its connected components, where recorded
+        by_run = {run.relative_to(root).as_posix(): c for run, c in zip(runs, configs, strict=True)}
+        split = with_components(root, frame, by_run)
+        frame, unit = (frame, unit) if split is None else (split, "component")
     single = len(runs) == 1 and is_run_dir(root)
     page = Page(f"tiplab report: {'run' if single else 'sweep'} {root.resolve().name}", out)
     inputs = Inputs(
@@ -82,7 +87,7 @@ def write_report(
         n_boot,
         seed,
         by=[c for c in by if frame.get_column(c).n_unique() > 1],
-        unit=coarsest(interaction_unit(c) for c in configs),
+        unit=unit,
         sees=any(sees_neighbours(c) for c in configs)
         and frame.get_column("n_neighbors").max() not in (None, 0),
     )
