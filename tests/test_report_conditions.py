@@ -158,8 +158,9 @@ def test_sweep_report_scales_past_three_parameters(tmp_path):
             for c in (1, 2):
                 d = synthetic_decisions(n_agents=2, n_rounds=4, tip_round=None, p_start=0.0, seed=i,
                                         run_id=f"r{i}")  # fmt: skip
-                if i == 0:
-                    d = d.with_columns(paradigm=pl.lit("roleplay"))
+                if i == 0:  # one configuration pools both paradigms in its curve
+                    role = pl.when(pl.col("agent") == 0).then(pl.lit("roleplay"))
+                    d = d.with_columns(paradigm=role.otherwise(pl.col("paradigm")))
                 write_run(sweep / str(i), d, {"a": a, "b": b, "c": c})
                 i += 1
     out = write_report(sweep)
@@ -172,7 +173,7 @@ def test_sweep_report_scales_past_three_parameters(tmp_path):
     }
     phase = pl.read_csv(out / "tables" / "phase_diagram.csv")
     assert (phase["n_runs"] == 1).all() and phase.height == 8
-    assert "mixes paradigms (roleplay, threshold)" in summary
+    assert "mixes paradigms (roleplay, threshold) within a curve" in summary
     assert "Time to tip: no run reached" in summary and not (out / "survival.png").exists()
     assert "only 2 independent agents" in summary  # one run of 2 agents per configuration
 

@@ -24,14 +24,15 @@ MAX_PHASE_FIGURES = 6
 def sweep_report(page: Page, inputs: Inputs) -> None:
     header_facts(page, inputs, single=False)
     manifests, lf, level = inputs.manifests, inputs.decisions.lazy(), inputs.level
-    paradigms = inputs.decisions.get_column("paradigm").drop_nulls().unique().sort()
-    if paradigms.len() > 1:
-        page.notes.append(
-            f"This sweep mixes paradigms ({', '.join(paradigms)}): their rates answer "
-            "different questions; compare them per paradigm (--by paradigm)."
-        )
     swept = swept_parameters(manifests)
     facets = list(dict.fromkeys([*swept, *inputs.by]))
+    mixed = inputs.decisions.group_by(facets or pl.lit(0)).agg(pl.col("paradigm").n_unique())
+    if mixed.get_column("paradigm").max() > 1:  # some curve pools both paradigms
+        paradigms = inputs.decisions.get_column("paradigm").drop_nulls().unique().sort()
+        page.notes.append(
+            f"This sweep mixes paradigms ({', '.join(paradigms)}) within a curve: their "
+            "rates answer different questions; compare them per paradigm (--by paradigm)."
+        )
     tips = tipping_times(lf, level=level)
     runs_table = manifests.select(RUN, *swept, "seed", "status").join(
         tips.select(RUN, "last_round", "tipping_round", "change_point_round"), on=RUN, how="left"
