@@ -84,11 +84,11 @@ def by_condition(page: Page, inputs: Inputs) -> None:
     final = rates.filter(pl.col("violation_rate").is_not_null()).group_by(by).last()
     for row in final.join(tips, on=by, how="left").sort(by).iter_rows(named=True):
         name = ", ".join(f"{c}={P.value_text(row[c])}" for c in by)
-        tipped = fmt(row["tipping_round"], none="never")
+        tipped = "never" if row["tipping_round"] is None else f"round {row['tipping_round']}"
         page.facts.append(
             (
                 f"final violation rate, {name}",
-                f"{ci(row['violation_rate'], row['ci_low'], row['ci_high'])}; tipped: {tipped}",
+                f"{ci(row['violation_rate'], row['ci_low'], row['ci_high'])}; tipped at: {tipped}",
             )
         )
     warning = few_units(page, rates, unit)
