@@ -8,16 +8,16 @@ from mesa.discrete_space import FixedAgent
 
 from agents.decision import Decision, DecisionRequest, Experience, PeerAction
 from agents.prompts import chat_messages, peer_view
-from envs.base import Outcome, Scenario
+from envs.base import Outcome, Scenario, Turn
 
 
 class TipAgent(FixedAgent):
     """One deployed LLM agent bound to an environment slot, fixed to a node of the graph.
 
-    The round is two-phase so that the whole population decides in one batch:
-    `observe` builds the request, the model sends all requests at once, `act` stores the
-    decision and its outcome, and `remember` (after every agent has acted) writes the
-    round into memory together with what the neighbours did.
+    The round is two-phase so that the whole population decides in one batch: `observe`
+    turns the environment's turn into a request, the model sends all requests at once,
+    and `remember` (once every agent's action is visible) writes the round into memory
+    together with what the neighbours did.
 
     Chat messages and the peer view are text for LLM policies only: when the model's
     policy does not read messages (`model.needs_messages` is false) they are not built.
@@ -30,22 +30,7 @@ class TipAgent(FixedAgent):
         self.memory: deque[Experience] = deque(maxlen=memory_window or None)
         self.memory_window = memory_window
         self.adapter: str | None = None
-        self.neighbors: list[TipAgent] = []
         self.neighbor_ids: tuple[int, ...] = ()
-        self.pending: tuple[str, Decision, Outcome] | None = None
-
-    @property
-    def action(self) -> PeerAction | None:
-        """This agent's last round as its peers see it (None before its first)."""
-        return self.model.actions[self.index]
-
-    @action.setter
-    def action(self, value: PeerAction | None) -> None:
-        self.model.actions[self.index] = value
-
-    def set_neighbors(self, neighbors: list[TipAgent]) -> None:
-        self.neighbors = neighbors
-        self.neighbor_ids = tuple(n.index for n in neighbors)
 
     def history(self) -> tuple[Experience, ...]:
         return tuple(self.memory) if self.memory_window else ()
@@ -58,8 +43,7 @@ class TipAgent(FixedAgent):
         """
         return tuple(filter(None, map(self.model.actions.__getitem__, self.neighbor_ids)))
 
-    def observe(self) -> DecisionRequest:
-        turn = self.model.turns[self.index]
+    def observe(self, turn: Turn) -> DecisionRequest:
         history = self.history()
         messages = (
             chat_messages(self.scenario.system_prompt, history, turn.prompt)
@@ -75,9 +59,9 @@ class TipAgent(FixedAgent):
             peers=self.peers(),
         )
 
-    def act(self, prompt: str, decision: Decision, outcome: Outcome) -> None:
-        self.pending = (prompt, decision, outcome)
-        self.action = PeerAction(
+    def peer_action(self, decision: Decision, outcome: Outcome) -> PeerAction:
+        """This round as the agent's neighbours see it."""
+        return PeerAction(
             agent=self.index,
             choice=decision.choice,
             violated=self.scenario.choices.is_violation(decision.choice),
@@ -85,8 +69,7 @@ class TipAgent(FixedAgent):
             text=decision.text,
         )
 
-    def remember(self) -> None:
-        prompt, decision, outcome = self.pending
+    def remember(self, prompt: str, decision: Decision, outcome: Outcome) -> None:
         feedback = outcome.feedback
         if self.model.needs_messages:
             seen = peer_view(self.peers(), self.model.peer_view, self.model.aggregate_above)
@@ -97,10 +80,9 @@ class TipAgent(FixedAgent):
                 prompt=prompt,
                 answer=decision.text,
                 choice=decision.choice,
-                violated=self.action.violated,
+                violated=self.scenario.choices.is_violation(decision.choice),
                 reward=outcome.reward,
                 feedback=feedback,
                 p_violate=decision.p_violate,
             )
         )
-        self.pending = None

@@ -27,9 +27,11 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from agents.backends.hf import HFBackend, load_checkpoint
+from agents.backends.hf import HFBackend
+from agents.backends.loading import load_checkpoint
 from agents.evolution.evolution import Evolution
 from agents.evolution.trainer import LoraTrainer
+from agents.learning import Learned, PlayedRound
 from agents.organism.build import organism_dir
 from sim.build import build_environment, seeds
 from sim.model import TippingModel
@@ -48,6 +50,19 @@ def fresh_backend(model_dir: Path, rng) -> HFBackend:
     return HFBackend(rng, model, tokenizer)
 
 
+class Played:
+    """A learner that keeps every round it is shown: the experience updates learn from."""
+
+    name = "played"
+
+    def __init__(self):
+        self.rounds: list[PlayedRound] = []
+
+    def after_round(self, played: PlayedRound) -> Learned:
+        self.rounds.append(played)
+        return Learned()
+
+
 def played_rounds(model_dir: Path, n_agents: int, rounds: int, work: Path):
     """A role-play population that has played `rounds` rounds: its experience to learn from."""
     env_cfg = yaml.safe_load((ROOT / "conf/env/roleplay.yaml").read_text())
@@ -58,12 +73,13 @@ def played_rounds(model_dir: Path, n_agents: int, rounds: int, work: Path):
     assert env.n_agents == n_agents, f"the role-play grid has only {env.n_agents} items"
     graph = nx.empty_graph(n_agents)
     backend = fresh_backend(model_dir, rng["policy"])
-    sim = TippingModel(env, backend, graph, Recorder(work / "run", "bench"), seed=0)
-    history = []
+    played = Played()
+    sim = TippingModel(
+        env, backend, graph, Recorder(work / "run", "bench"), seed=0, learners=[played]
+    )
     for _ in range(rounds):
         sim.step()
-        history.append(sim.last_round)
-    return env, history
+    return env, played.rounds
 
 
 def update_seconds(model_dir: Path, env, history, work: Path, batched: bool) -> float:
@@ -72,12 +88,14 @@ def update_seconds(model_dir: Path, env, history, work: Path, batched: bool) -> 
     backend = fresh_backend(model_dir, np.random.default_rng(0))
     cfg = yaml.safe_load((ROOT / "conf/evolution/pg.yaml").read_text())
     cfg.update(every=len(history), window=len(history))
-    trainer = LoraTrainer(backend, cfg["lora"], cfg["lr"], cfg["steps"], cfg["batch_size"], 0)
+    trainer = LoraTrainer(
+        backend.trainable(), cfg["lora"], cfg["lr"], cfg["steps"], cfg["batch_size"], 0
+    )
     owners = [f"{'b' if batched else 's'}{i}" for i in range(env.n_agents)]
     run_dir = Path(tempfile.mkdtemp(dir=work))
-    evolution = Evolution(cfg, trainer, owners, run_dir)
-    for t, (requests, decisions, outcomes) in enumerate(history):
-        evolution.observe(t, requests, decisions, outcomes, [s.id for s in env.scenarios])
+    evolution = Evolution(cfg, trainer, owners, [s.id for s in env.scenarios], run_dir)
+    for played in history:
+        evolution.observe(played)
     t = len(history) - 1
     evolution.update(t)  # first versions
     tic = perf_counter()

@@ -22,18 +22,13 @@ from time import perf_counter
 
 import polars as pl
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.backends import make_backend  # noqa: E402
 from envs.errors import InputError  # noqa: E402
-from sim.build import build_environment, population, seeds  # noqa: E402
-from sim.model import TippingModel  # noqa: E402
-from sim.recorder import Recorder  # noqa: E402
-from sim.run import CONF  # noqa: E402
+from sim.build import build_run, compose, seeds  # noqa: E402
 
 OVERRIDES = ["experiment=atp_ma", "env.games=[price_ring]", "env.thresholds=[4]", "backend=vllm"]
 ADAPTERS = ("smoke-v1", "smoke-v2")
@@ -77,8 +72,7 @@ def experiment(checkpoint: Path, rounds: int, max_tokens: int) -> dict:
     """atp_ma with one 8-player game and backend=vllm, composed from conf/ like a run."""
     overrides = [*OVERRIDES, f"backend.model={checkpoint}", f"run.rounds={rounds}"]
     overrides += [f"backend.generate.max_new_tokens={max_tokens}", f"backend.max_lora_rank={RANK}"]
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    return compose(overrides)
 
 
 def play(cfg: dict, backend, mode: str, out: Path) -> list[tuple[int, float, float]]:
@@ -86,11 +80,8 @@ def play(cfg: dict, backend, mode: str, out: Path) -> list[tuple[int, float, flo
 
     Returns per round: decisions and tokens (prompt and completion) per second of decide.
     """
-    rng = seeds(cfg["seed"])
-    env = build_environment(cfg["env"], cfg["run"]["rounds"], rng["env"])
-    graph, deviants = population(cfg, env, rng)
-    recorder = Recorder(out, f"smoke-{mode}")
-    model = TippingModel(env, backend, graph, recorder, seed=cfg["seed"], mode=mode)
+    model = build_run({**cfg, "decide": {"mode": mode}}, out, backend=backend)
+    recorder = model.recorder
     for agent in model.population:
         agent.adapter = ADAPTERS[agent.index * len(ADAPTERS) // len(model.population)]
     rows = []

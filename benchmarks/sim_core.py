@@ -21,10 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.backends import make_backend  # noqa: E402
-from sim.build import build_environment, population, seeds  # noqa: E402
-from sim.model import TippingModel  # noqa: E402
-from sim.recorder import Recorder  # noqa: E402
+from sim.build import build_run, compose  # noqa: E402
 
 BACKENDS = {
     "fixed": {"name": "fixed", "p_violate": 0.15},
@@ -33,36 +30,26 @@ BACKENDS = {
 }
 
 
-def config(n: int) -> dict:
-    return {
-        "env": {
-            "kind": "threshold",
-            "games": ["price_ring"],
-            "group_size": n,
-            "thresholds": [n // 2],
-            "rewards": [{"high": 1.2, "normal": 1.0, "low": 0.8}],
-            "payoff_mode": "multiplicative",
+def config(n: int, rounds: int, backend: str, seed: int) -> dict:
+    return compose(
+        ["env=threshold", "graph=small_world", f"backend={backend}"],
+        {
+            "seed": seed,
+            "run": {"rounds": rounds},
+            "env": {"games": ["price_ring"], "group_size": n, "thresholds": [n // 2]},
+            "graph": {"k": 10, "p": 0.1, "scope": "population"},
+            "deviants": {"count": 0},
+            "backend": BACKENDS[backend],
         },
-        "graph": {"kind": "small_world", "k": 10, "p": 0.1, "scope": "population"},
-        "deviants": {"count": 0},
-    }
+    )
 
 
 def measure(n: int, rounds: int, backend: str, seed: int = 0) -> dict:
     """Set-up seconds, microseconds per agent-round and the share outside the policy."""
-    cfg, rng = config(n), seeds(seed)
+    cfg = config(n, rounds, backend, seed)
     start = time.perf_counter()
-    env = build_environment(cfg["env"], rounds, rng["env"])
-    graph, deviants = population(cfg, env, rng)
     with tempfile.TemporaryDirectory() as tmp:
-        model = TippingModel(
-            env,
-            make_backend(BACKENDS[backend], rng["policy"]),
-            graph,
-            Recorder(Path(tmp), "bench"),
-            seed=seed,
-            deviants=deviants,
-        )
+        model = build_run(cfg, Path(tmp))
         setup = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(rounds):

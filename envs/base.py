@@ -153,6 +153,10 @@ class Environment(ABC):
         """Each agent slot's conditions: its scenario's, plus what the environment sets."""
         return [s.conditions for s in self.scenarios]
 
+    def connect(self, indptr, indices) -> None:
+        """The population graph (agent i's neighbours are indices[indptr[i]:indptr[i+1]]),
+        for environments whose rules depend on who is next to whom; most ignore it."""
+
     @abstractmethod
     def begin_round(self, t: int) -> list[Turn]:
         """The round's turn for every agent slot."""

@@ -44,7 +44,7 @@ class ThresholdGameEnv(Environment):
     scope="neighbourhood" plays the game on the population graph instead: an agent's
     payoff follows from its closed neighbourhood (itself and its neighbours), which
     succeeds if at least ceil(k / size * neighbourhood size) of it take the collective
-    choice; the model hands the graph over with `set_neighbourhoods`.
+    choice; the model hands the graph over with `connect`.
     """
 
     paradigm = "threshold"
@@ -92,8 +92,11 @@ class ThresholdGameEnv(Environment):
             else None
         )
 
-    def set_neighbourhoods(self, indptr: np.ndarray, indices: np.ndarray) -> None:
-        """Agent i's neighbours are indices[indptr[i]:indptr[i+1]] (the population graph)."""
+    def connect(self, indptr: np.ndarray, indices: np.ndarray) -> None:
+        """neighbourhood scope: play on the population graph (agent i's neighbours are
+        indices[indptr[i]:indptr[i+1]]); the global game ignores it."""
+        if self.scope != "neighbourhood":
+            return
         rows = np.repeat(np.arange(self.n_agents), np.diff(indptr))
         self.neighbourhood = (rows, indices)
         fraction = self.needed / self.size
@@ -106,7 +109,7 @@ class ThresholdGameEnv(Environment):
 
     def begin_round(self, t: int) -> list[Turn]:
         if self.turns is None:
-            raise RuntimeError("neighbourhood scope: call set_neighbourhoods first")
+            raise RuntimeError("neighbourhood scope: call connect first")
         return list(self.turns)
 
     def _prompt(self, game: ThresholdGame, k: int | None = None, m: int | None = None) -> str:

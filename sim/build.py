@@ -1,4 +1,5 @@
-"""From a resolved config to the pieces of a run: environment, policy, graph, model.
+"""From a resolved config to a run: `build_run` wires environment, policy, graph,
+recorder, learners and model, the one way every entry point, test and benchmark does.
 
 Every check of a user-supplied value happens here, before anything is written, and
 fails with an InputError naming the config field.
@@ -7,11 +8,15 @@ fails with an InputError naming the config field.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
+from omegaconf import OmegaConf
 
+from agents.backends import Backend, make_backend
 from agents.prompts import PEER_VIEWS
 from envs import InputError, RolePlayEnv, ThresholdGameEnv
 from envs.atp import load_ma_games, load_sa_questions
@@ -21,8 +26,71 @@ from envs.errors import boolean, integer, number
 from envs.records import DECISIONS
 from envs.supervision import SupervisionSchedule
 from sim.graph import initial_deviants, population_graph
+from sim.model import TippingModel
+from sim.recorder import Recorder
 
 SOURCES = ("templates", "atp")
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def build_run(
+    cfg: Mapping, run_dir: Path, backend: Backend | None = None, run_id: str | None = None
+) -> TippingModel:
+    """The run cfg describes, recording into run_dir, as a model ready to step (a resolved
+    config, as sim.run and `compose` give it); `backend`: a policy of your own instead of
+    cfg.backend's; `run_id`: a resumed run's own. Building writes nothing to disk."""
+    return TippingModel(**model_arguments(cfg, run_dir, backend, run_id))
+
+
+def model_arguments(
+    cfg: Mapping, run_dir: Path, backend: Backend | None = None, run_id: str | None = None
+) -> dict:
+    """TippingModel's arguments for cfg: what `build_run` builds a model from (and a
+    subclass of the model, such as the live view's, its own)."""
+    check_run(cfg)
+    rng = seeds(cfg["seed"])
+    env = build_environment(cfg["env"], cfg["run"]["rounds"], rng["env"])
+    graph, deviants = population(cfg, env, rng)
+    backend = backend or make_backend(cfg["backend"], rng["policy"])
+    learners = []
+    if cfg["evolution"].get("every"):  # the training stack is imported only when weights evolve
+        from agents.evolution import make_evolution
+
+        learners.append(make_evolution(cfg["evolution"], backend, env, graph, run_dir, cfg["seed"]))
+    return {
+        "env": env,
+        "backend": backend,
+        "graph": graph,
+        "recorder": Recorder(
+            run_dir, run_id or run_id_of(run_dir), record_prompts=cfg["run"]["record_prompts"]
+        ),
+        "seed": cfg["seed"],
+        "mode": cfg["decide"]["mode"],
+        "memory_window": cfg["agents"]["memory_window"],
+        "peer_view": cfg["agents"]["peer_view"],
+        "aggregate_above": cfg["agents"]["aggregate_above"],
+        "deviants": deviants,
+        "deviants_always": cfg["deviants"]["always"],
+        "learners": [learner for learner in learners if learner is not None],
+    }
+
+
+def compose(overrides: Sequence[str] = (), values: Mapping | None = None) -> dict:
+    """The resolved config `python -m sim.run OVERRIDES` would play, with `values` merged
+    over it: how code (tests, benchmarks, notebooks) describes a run for `build_run`."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=list(overrides))
+    OmegaConf.set_struct(cfg, False)
+    return OmegaConf.to_container(OmegaConf.merge(cfg, values or {}), resolve=True)
+
+
+def run_id_of(run_dir: Path) -> str:
+    """The directory's name and a short hash of its absolute path (unique across sweeps)."""
+    path = str(Path(run_dir).resolve())
+    return f"{Path(run_dir).name}-{uuid.uuid5(uuid.NAMESPACE_URL, path).hex[:8]}"
 
 
 def check_run(cfg: Mapping) -> None:

@@ -2,7 +2,8 @@
 
 A checkpoint holds everything that changes during a run: the round counter, every
 agent's memory, last action and adapter, every RNG (environment, policy, Mesa's), the
-environment's state (capital) and evolution's (experience buffers, adapter lineage).
+environment's state (capital) and each learner's (evolution: experience buffers, adapter
+lineage).
 Resuming from it yields records identical to an uninterrupted run with the same seed.
 
 It is JSON, never pickle: loading one runs no code. Dataclasses are written with their
@@ -90,10 +91,10 @@ def decode(data, path: Path):
 
 def model_state(model: TippingModel) -> dict:
     return {
-        "round": model.round,
+        "round": model.steps,
         "agents": [
-            {"memory": list(a.memory), "action": a.action, "adapter": a.adapter}
-            for a in model.population
+            {"memory": list(a.memory), "action": action, "adapter": a.adapter}
+            for a, action in zip(model.population, model.actions, strict=True)
         ],
         "env": model.env.state_dict(),
         "backend": model.backend.state_dict(),
@@ -103,22 +104,24 @@ def model_state(model: TippingModel) -> dict:
 
 
 def load_model_state(model: TippingModel, state: dict) -> None:
-    model.round = state["round"]
+    model.steps = model.round = state["round"]
+    model.actions = [saved["action"] for saved in state["agents"]]
     for agent, saved in zip(model.population, state["agents"], strict=True):
         agent.memory.clear()
         agent.memory.extend(saved["memory"])
-        agent.action = saved["action"]
         agent.adapter = saved["adapter"]
     model.env.load_state_dict(state["env"])
     model.backend.load_state_dict(state["backend"])
     model.rng.bit_generator.state = state["rng"]
     model.random.setstate(state["random"])
+    for learner in model.learners:
+        learner.load_state_dict(state[learner.name])
 
 
-def save(model: TippingModel, run_dir: Path, run_id: str, evolution=None) -> None:
+def save(model: TippingModel, run_dir: Path, run_id: str) -> None:
     state = model_state(model)
-    if evolution is not None:
-        state["evolution"] = evolution.state_dict()
+    for learner in model.learners:
+        state[learner.name] = learner.state_dict()
     path = run_dir / FILE
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -225,6 +225,10 @@ class Neighbors:
     def __len__(self) -> int:
         return len(self.indptr) - 1
 
+    def of(self, agent: int) -> tuple[int, ...]:
+        """Agent's neighbours, in index order."""
+        return tuple(self.indices[self.indptr[agent] : self.indptr[agent + 1]].tolist())
+
     @property
     def degree(self) -> np.ndarray:
         return np.diff(self.indptr)

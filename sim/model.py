@@ -15,9 +15,9 @@ from mesa.discrete_space import Network
 from agents.agent import TipAgent
 from agents.backends.base import Backend
 from agents.decision import Decision, DecisionRequest, PeerAction
-from envs.base import Environment
+from agents.learning import Learner, PlayedRound
+from envs.base import Environment, Outcome, Turn
 from envs.errors import InputError
-from envs.threshold import ThresholdGameEnv
 from sim.graph import Neighbors
 from sim.recorder import Recorder, exposure
 
@@ -25,14 +25,22 @@ from sim.recorder import Recorder, exposure
 class TippingModel(mesa.Model):
     """Agents on a graph, one environment, one policy; `step()` plays one round.
 
-    A round: the environment opens it, every agent observes, the policy decides for all
-    of them in ONE batched call, the environment pays out, every agent remembers, and
-    the recorder flushes the round to disk.
+    A round, in the order `step` runs its stages:
+
+        begin     the environment opens round t: every agent's turn
+        observe   every agent builds its request (scenario, memory, neighbours' last round)
+        decide    the policy decides for all of them in ONE batched call
+        resolve   the environment pays the chosen labels out
+        remember  every agent stores the round and what its neighbours did
+        record    the recorder flushes the round's rows to disk
+        learn     learners (self-evolution) see the round; new adapters apply from t+1
 
     Agent i sits on node i of the graph (a Mesa network space); its neighbours are the
     agents on the adjacent nodes. Planted `deviants` violate in round 0 whatever the
     policy would do (in every round if `deviants_always`); the policy is not asked for
-    them then, and their records show p_violate 1.
+    them then, their records show p_violate 1, and learners do not see them.
+
+    Mesa's `steps` counts the rounds played (a checkpoint restores it).
     """
 
     def __init__(
@@ -49,6 +57,7 @@ class TippingModel(mesa.Model):
         aggregate_above: int = 10,
         deviants: Sequence[int] = (),
         deviants_always: bool = False,
+        learners: Sequence[Learner] = (),
     ):
         super().__init__(seed=seed)
         backend.check_mode(mode)
@@ -65,6 +74,7 @@ class TippingModel(mesa.Model):
         self.env = env
         self.backend = backend
         self.recorder = recorder
+        self.learners = list(learners)
         self.mode = mode
         self.needs_messages = backend.needs_messages
         self.peer_view = peer_view
@@ -72,10 +82,8 @@ class TippingModel(mesa.Model):
         self.deviants = np.zeros(env.n_agents, bool)
         self.deviants[list(deviants)] = True
         self.deviants_always = deviants_always
-        self.round = 0
-        self.turns = []
+        self.round = 0  # the round being played (the next one between steps)
         self.actions: list[PeerAction | None] = [None] * env.n_agents  # last round, by agent
-        self.last_round: tuple[list, list, list] = ([], [], [])  # requests, decisions, outcomes
         with collector_paused():
             self.space = Network(graph, capacity=1, random=self.random)
             self.population = [
@@ -84,66 +92,101 @@ class TippingModel(mesa.Model):
             ]
             for agent in self.population:
                 agent.cell = self.space[agent.index]
-            for agent in self.population:
-                agent.set_neighbors(
-                    sorted(
-                        (a for cell in agent.cell.connections.values() for a in cell.agents),
-                        key=lambda a: a.index,
-                    )
-                )
-        self.neighbors = Neighbors.from_lists([agent.neighbor_ids for agent in self.population])
-        recorder.write_graph(self.neighbors)
-        if isinstance(env, ThresholdGameEnv) and env.scope == "neighbourhood":
-            env.set_neighbourhoods(self.neighbors.indptr, self.neighbors.indices)
+            self.neighbors = Neighbors.from_lists(
+                [
+                    sorted(a.index for c in agent.cell.connections.values() for a in c.agents)
+                    for agent in self.population
+                ]
+            )
+        for agent in self.population:
+            agent.neighbor_ids = self.neighbors.of(agent.index)
+        env.connect(self.neighbors.indptr, self.neighbors.indices)
 
     def step(self) -> None:
         with collector_paused():
-            self._play_round()
+            self.round = self.steps - 1  # Mesa counted this step before calling it
+            tic = perf_counter()
+            turns = self.env.begin_round(self.round)
+            requests = self.observe(turns)
+            decisions, decide_s = self.decide(requests)
+            outcomes = self.env.resolve([d.choice for d in decisions])
+            seen = exposure(self.neighbors, self.actions)  # what each agent saw deciding
+            self.remember(turns, decisions, outcomes)
+            self.record(turns, requests, decisions, outcomes, seen, decide_s, tic)
+            self.learn(requests, decisions, outcomes)
+            self.round = self.steps
 
-    def _play_round(self) -> None:
-        start = perf_counter()
-        t = self.round
-        self.turns = self.env.begin_round(t)
-        requests = self.agents.map("observe")
+    # -- the stages, in order ----------------------------------------------------------
+
+    def observe(self, turns: Sequence[Turn]) -> list[DecisionRequest]:
+        return [agent.observe(turn) for agent, turn in zip(self.population, turns, strict=True)]
+
+    def decide(self, requests: list[DecisionRequest]) -> tuple[list[Decision], float]:
+        """The policy's decisions in one batch, planted violations in between; seconds."""
         tic = perf_counter()
-        decisions = self.decisions(requests)
-        decide_s = perf_counter() - tic
-        outcomes = self.env.resolve([d.choice for d in decisions])
-        seen = exposure(self.neighbors, self.actions)
-        for agent, turn, decision, outcome in zip(
-            self.population, self.turns, decisions, outcomes, strict=True
-        ):
-            agent.act(turn.prompt, decision, outcome)
-        self.agents.do("remember")
-        self.last_round = (requests, decisions, outcomes)
+        planted = self.planted()
+        if not planted.any():
+            return self.backend.decide(requests, self.mode), perf_counter() - tic
+        asked = [r for r, p in zip(requests, planted, strict=True) if not p]
+        answers = iter(self.backend.decide(asked, self.mode) if asked else [])
+        decisions = [
+            planted_violation(r) if p else next(answers)
+            for r, p in zip(requests, planted, strict=True)
+        ]
+        return decisions, perf_counter() - tic
+
+    def remember(
+        self, turns: Sequence[Turn], decisions: Sequence[Decision], outcomes: Sequence[Outcome]
+    ) -> None:
+        """Every agent's action becomes visible, then every agent remembers the round."""
+        self.actions = [
+            agent.peer_action(d, o)
+            for agent, d, o in zip(self.population, decisions, outcomes, strict=True)
+        ]
+        for agent, turn, d, o in zip(self.population, turns, decisions, outcomes, strict=True):
+            agent.remember(turn.prompt, d, o)
+
+    def record(self, turns, requests, decisions, outcomes, seen, decide_s, tic) -> None:
+        if self.round == 0:
+            self.recorder.write_graph(self.neighbors)
         self.recorder.write_round(
-            t,
+            self.round,
             self.env,
-            [turn.supervision for turn in self.turns],
+            [turn.supervision for turn in turns],
             requests,
             decisions,
             outcomes,
             self.neighbors.degree,
             seen,
             decide_s=decide_s,
-            wall_s=perf_counter() - start,
+            wall_s=perf_counter() - tic,
         )
-        self.round += 1
 
-    def planted(self, agent: int, t: int) -> bool:
-        """Whether agent's decision in round t is a planted violation, not the policy's."""
-        return bool(self.deviants[agent]) and (t == 0 or self.deviants_always)
+    def learn(self, requests, decisions, outcomes) -> None:
+        """Learners see the policy's own decisions; their new adapters apply next round."""
+        if not self.learners:
+            return
+        own = np.flatnonzero(~self.planted()).tolist()
+        played = PlayedRound(
+            self.round,
+            [requests[i] for i in own],
+            [decisions[i] for i in own],
+            [outcomes[i] for i in own],
+        )
+        for learner in self.learners:
+            learned = learner.after_round(played)
+            for i, adapter in learned.adapters.items():
+                self.population[i].adapter = adapter
+            if learned.updates:
+                self.recorder.write_updates(learned.updates)
 
-    def decisions(self, requests: list[DecisionRequest]) -> list[Decision]:
-        """The policy's decisions in one batch, planted deviants' violations in between."""
-        if not (self.round == 0 or self.deviants_always) or not self.deviants.any():
-            return self.backend.decide(requests, self.mode)
-        asked = [r for r, planted in zip(requests, self.deviants, strict=True) if not planted]
-        answers = iter(self.backend.decide(asked, self.mode) if asked else [])
-        return [
-            planted_violation(r) if planted else next(answers)
-            for r, planted in zip(requests, self.deviants, strict=True)
-        ]
+    # -----------------------------------------------------------------------------------
+
+    def planted(self) -> np.ndarray:
+        """Which agents' decisions this round are planted violations, not the policy's."""
+        if self.round == 0 or self.deviants_always:
+            return self.deviants
+        return np.zeros_like(self.deviants)
 
 
 def planted_violation(request: DecisionRequest) -> Decision:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,17 @@ class Recorder:
         self.run_id = run_id
         self.record_prompts = record_prompts
         self.decisions_dir = self.run_dir / "decisions.parquet"
-        self.decisions_dir.mkdir(parents=True, exist_ok=True)
-        self.rounds = self._read(self.run_dir / "rounds.parquet", ROUNDS)
-        self.updates = self._read(self.run_dir / "updates.parquet", UPDATES)
         self._conditions: tuple[Environment, pl.DataFrame] | None = None
+
+    @cached_property
+    def rounds(self) -> pl.DataFrame:
+        """The round summaries so far: read at first use, so that a resumed run's records
+        are those left after rewinding to its checkpoint."""
+        return self._read(self.run_dir / "rounds.parquet", ROUNDS)
+
+    @cached_property
+    def updates(self) -> pl.DataFrame:
+        return self._read(self.run_dir / "updates.parquet", UPDATES)
 
     @staticmethod
     def _read(path: Path, schema: pl.Schema) -> pl.DataFrame:
@@ -125,6 +133,7 @@ class Recorder:
             else None,
         }
         frame = pl.DataFrame({name: columns[name] for name in DECISIONS}, schema=DECISIONS)
+        self.decisions_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(frame, self.decisions_dir / f"part-{t:05d}.parquet")
         summary = frame.select(
             pl.lit(self.run_id).alias("run_id"),
@@ -152,4 +161,5 @@ class Recorder:
         """graph.parquet: who sees whom, so readers (the live view) draw the population."""
         source, target = neighbors.rows, neighbors.indices
         edges = {"source": source[source < target], "target": target[source < target]}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(pl.DataFrame(edges, schema=GRAPH), self.run_dir / "graph.parquet")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import hydra
@@ -22,16 +21,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from agents.backends import make_backend
 from envs.errors import InputError
 from sim import checkpoint, ledger, rundir
-from sim.build import build_environment, check_run, population, seeds
+from sim.build import CONF as CONF_DIR
+from sim.build import build_run, check_run
 from sim.manifest import Manifest, now
 from sim.model import TippingModel
 from sim.overrides import check_overrides
-from sim.recorder import Recorder
 
-CONF = str(Path(__file__).resolve().parent.parent / "conf")
+CONF = str(CONF_DIR)
 # Settings that change how a run is shown, not what it records.
 PRESENTATION = ("progress", "report")
 
@@ -85,7 +83,7 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
 
 def play(cfg: dict, run_dir: Path, overrides: list[str]) -> pl.DataFrame:
     check_run(cfg)
-    rounds, seed = cfg["run"]["rounds"], cfg["seed"]
+    rounds = cfg["run"]["rounds"]
     previous = previous_run(run_dir, cfg)
     if previous is not None and previous.data["status"] == "complete":
         if "ledger" in previous.data:  # manifests of older versions have none
@@ -94,35 +92,21 @@ def play(cfg: dict, run_dir: Path, overrides: list[str]) -> pl.DataFrame:
         return ledger.readable(run_dir / "rounds.parquet")
     if not cfg["run"]["progress"]:
         quiet_library_bars()
-    rng = seeds(seed)
-    env = build_environment(cfg["env"], rounds, rng["env"])
-    graph, deviants = population(cfg, env, rng)
-    backend = make_backend(cfg["backend"], rng["policy"])
+    model = build_run(cfg, run_dir, run_id=previous.data["run_id"] if previous else None)
     try:
-        return play_with(cfg, run_dir, overrides, previous, env, graph, deviants, backend)
+        return play_with(cfg, run_dir, overrides, previous, model)
     finally:
-        backend.close()
+        model.backend.close()
 
 
-def play_with(cfg, run_dir, overrides, previous, env, graph, deviants, backend) -> pl.DataFrame:
+def play_with(cfg, run_dir, overrides, previous, model: TippingModel) -> pl.DataFrame:
     """Check the run left in run_dir (if any), then play the remaining rounds."""
     rounds, seed = cfg["run"]["rounds"], cfg["seed"]
-    if previous is None:
-        run_id = f"{run_dir.name}-{uuid.uuid5(uuid.NAMESPACE_URL, str(run_dir.resolve())).hex[:8]}"
-        state = None
-    else:
-        run_id = previous.data["run_id"]
-        state = checkpoint.load(run_dir, run_id, rounds, env.n_agents)
+    recorder, run_id, state = model.recorder, model.recorder.run_id, None
+    if previous is not None:
+        state = checkpoint.load(run_dir, run_id, rounds, model.env.n_agents)
         start = state["round"] if state else 0
         ledger.verify(run_dir, previous.data.get("ledger", {}), start, rounds)
-    parts = run_dir / "decisions.parquet"
-    made_parts = not parts.exists()
-    try:
-        model, evolution, recorder = assemble(cfg, run_dir, run_id, env, graph, deviants, backend)
-    except InputError:
-        if made_parts:  # the recorder's directory, made by this invocation
-            parts.rmdir()
-        raise
     if state is not None:
         try:
             checkpoint.load_model_state(model, state)
@@ -144,9 +128,7 @@ def play_with(cfg, run_dir, overrides, previous, env, graph, deviants, backend) 
         manifest.update(status="running", rounds_completed=start, ledger=kept)
     manifest.data.setdefault("ledger", {})
     try:
-        if state is not None and evolution is not None:
-            evolution.load_state_dict(state["evolution"])
-        play_rounds(cfg, run_dir, model, evolution, recorder, manifest)
+        play_rounds(cfg, run_dir, model, manifest)
         ledger.verify(run_dir, manifest.data["ledger"], rounds, rounds)
     except KeyboardInterrupt:
         manifest.update(status="interrupted")
@@ -161,76 +143,26 @@ def play_with(cfg, run_dir, overrides, previous, env, graph, deviants, backend) 
     return recorder.rounds
 
 
-def assemble(cfg, run_dir, run_id, env, graph, deviants, backend):
-    """The model, its evolution (None without weight updates) and its recorder."""
-    recorder = Recorder(run_dir, run_id, record_prompts=cfg["run"]["record_prompts"])
-    model = TippingModel(
-        env,
-        backend,
-        graph,
-        recorder,
-        seed=cfg["seed"],
-        mode=cfg["decide"]["mode"],
-        memory_window=cfg["agents"]["memory_window"],
-        peer_view=cfg["agents"]["peer_view"],
-        aggregate_above=cfg["agents"]["aggregate_above"],
-        deviants=deviants,
-        deviants_always=cfg["deviants"]["always"],
-    )
-    evolution = None
-    if cfg["evolution"].get("every"):  # training stack imported only when weights evolve
-        from agents.evolution import make_evolution
-
-        evolution = make_evolution(
-            cfg["evolution"], backend, env.group, graph, run_dir, cfg["seed"]
-        )
-    return model, evolution, recorder
-
-
-def play_rounds(cfg, run_dir, model, evolution, recorder, manifest) -> None:
+def play_rounds(cfg, run_dir, model: TippingModel, manifest: Manifest) -> None:
     """Rounds from the model's current one to the last: records, ledger, checkpoint."""
     rounds = cfg["run"]["rounds"]
     every = cfg["run"]["checkpoint_every"]
+    recorder = model.recorder
     bar = tqdm(
-        range(model.round, rounds),
+        range(model.steps, rounds),
         desc="rounds",
         unit="round",
-        initial=model.round,
+        initial=model.steps,
         total=rounds,
         disable=not cfg["run"]["progress"],
     )
     for t in bar:
         model.step()
-        if evolution is not None:
-            evolve(evolution, model, recorder, t)
         manifest.data["ledger"][str(t)] = ledger.entry(run_dir, t, recorder.updates)
         manifest.update(rounds_completed=t + 1)
         if every and ((t + 1) % every == 0 or t + 1 == rounds):
-            checkpoint.save(model, run_dir, manifest.data["run_id"], evolution)
+            checkpoint.save(model, run_dir, manifest.data["run_id"])
         bar.set_postfix(violation=f"{recorder.rounds['violation_rate'][-1] or 0:.2f}")
-
-
-def evolve(evolution, model: TippingModel, recorder: Recorder, t: int) -> None:
-    """Feed the round to evolution; on its schedule, train and hand out new adapters.
-
-    Planted deviants' forced violations are not experience: they are left out.
-    """
-    requests, decisions, outcomes = model.last_round
-    own = [i for i, r in enumerate(requests) if not model.planted(r.agent_id, t)]
-    evolution.observe(
-        t,
-        [requests[i] for i in own],
-        [decisions[i] for i in own],
-        [outcomes[i] for i in own],
-        [s.id for s in model.env.scenarios],
-    )
-    if not evolution.due(t):
-        return
-    assigned, rows = evolution.update(t)
-    for agent in model.population:
-        agent.adapter = assigned.get(evolution.owner_of[agent.index], agent.adapter)
-    if rows:
-        recorder.write_updates(rows)
 
 
 def print_summary(rounds: pl.DataFrame, run_dir: Path) -> None:

@@ -16,22 +16,15 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from datetime import datetime
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
-
-from agents.backends import make_backend
 from envs.errors import InputError
 from envs.supervision import SCHEDULES
-from sim.build import build_environment, check_config, population, seeds
+from sim.build import CONF, check_config, compose, model_arguments
 from sim.manifest import Manifest
 from sim.model import TippingModel
 from sim.overrides import check_overrides
-from sim.recorder import Recorder
-from sim.run import CONF, evolve
 
 EVOLVING_BACKENDS = ("organism", "hf")  # evolution trains the backend's own weights
 _COMPOSE = threading.Lock()  # Hydra's compose state is global; the page may build two at once
@@ -39,8 +32,8 @@ _COMPOSE = threading.Lock()  # Hydra's compose state is global; the page may bui
 
 def composed(overrides: list[str]) -> dict:
     """The resolved config of conf/ with the overrides, as `python -m sim.run` composes it."""
-    with _COMPOSE, initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    with _COMPOSE:
+        return compose(overrides)
 
 
 def with_inputs(cfg: dict, temptation: float, threshold: int | None, schedule: str | None) -> dict:
@@ -91,45 +84,18 @@ class LiveModel(TippingModel):
         cfg = with_inputs(cfg, temptation, threshold, schedule)
         check_config(cfg)
         self.run_dir = Path(out) / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+        self.n_rounds = cfg["run"]["rounds"]
+        super().__init__(**model_arguments(cfg, self.run_dir))
         self.run_dir.mkdir(parents=True)
-        self.n_rounds, seed = cfg["run"]["rounds"], cfg["seed"]
-        run_id = f"{self.run_dir.name}-{uuid.uuid4().hex[:8]}"
         self.manifest = Manifest.start(
-            self.run_dir, run_id, seed, self.n_rounds, cfg, list(overrides)
+            self.run_dir, self.recorder.run_id, cfg["seed"], self.n_rounds, cfg, list(overrides)
         )
-        rng = seeds(seed)
-        env = build_environment(cfg["env"], self.n_rounds, rng["env"])
-        graph, deviants = population(cfg, env, rng)
-        backend = make_backend(cfg["backend"], rng["policy"])
-        recorder = Recorder(self.run_dir, run_id, record_prompts=cfg["run"]["record_prompts"])
-        super().__init__(
-            env,
-            backend,
-            graph,
-            recorder,
-            seed=seed,
-            mode=cfg["decide"]["mode"],
-            memory_window=cfg["agents"]["memory_window"],
-            peer_view=cfg["agents"]["peer_view"],
-            aggregate_above=cfg["agents"]["aggregate_above"],
-            deviants=deviants,
-            deviants_always=cfg["deviants"]["always"],
-        )
-        self.evolution = None
-        if cfg["evolution"].get("every"):
-            from agents.evolution import make_evolution
-
-            self.evolution = make_evolution(
-                cfg["evolution"], backend, env.group, graph, self.run_dir, seed
-            )
 
     def step(self) -> None:
         if self.round >= self.n_rounds:
             self.running = False
             return
         super().step()
-        if self.evolution is not None:
-            evolve(self.evolution, self, self.recorder, self.round - 1)
         self.manifest.update(rounds_completed=self.round)
         if self.round >= self.n_rounds:
             self.running = False
@@ -185,7 +151,7 @@ def setup(args: argparse.Namespace) -> dict:
     overrides = list(args.args)
     if bad := [a for a in overrides if "=" not in a]:
         raise InputError(f"view: {bad[0]!r}: expected one PATH, or key=value overrides")
-    check_overrides(CONF, "config", overrides)
+    check_overrides(str(CONF), "config", overrides)
     cfg = composed(overrides)
     check_config(cfg)
     out = str(Path(args.out).resolve())

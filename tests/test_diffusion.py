@@ -21,9 +21,8 @@ from agents.backends.imitation import Fermi, ImitateBest, LinearThreshold
 from agents.decision import DecisionRequest, Experience, PeerAction
 from envs.base import Choices
 from envs.errors import InputError
-from sim.build import build_environment, population, seeds
+from sim.build import build_run, compose
 from sim.model import TippingModel
-from sim.recorder import Recorder
 from tests.helpers import sim_run
 
 CHOICES = Choices(comply="C", violate="V")
@@ -56,19 +55,14 @@ def config(n: int, graph: dict, backend: dict, **env) -> dict:
 
 
 def build(cfg: dict, run_dir: Path, seed: int = 0, memory_window: int = 1) -> TippingModel:
-    rng = seeds(seed)
-    env = build_environment(cfg["env"], 100, rng["env"])
-    graph, deviants = population(cfg, env, rng)
-    return TippingModel(
-        env,
-        make_backend(cfg["backend"], rng["policy"]),
-        graph,
-        Recorder(run_dir, "test"),
-        seed=seed,
-        memory_window=memory_window,
-        deviants=deviants,
-        deviants_always=cfg["deviants"]["always"],
-    )
+    groups = [f"env={cfg['env']['kind']}", f"graph={cfg['graph']['kind']}"]
+    values = {
+        **cfg,
+        "seed": seed,
+        "run": {"rounds": 100},
+        "agents": {"memory_window": memory_window},
+    }
+    return build_run(compose([*groups, f"backend={cfg['backend']['name']}"], values), run_dir)
 
 
 def play(model: TippingModel, rounds: int, until_stable: bool = False) -> pl.DataFrame:

@@ -198,10 +198,12 @@ def test_adapters_trained_together_follow_their_alone_trajectories(organism_path
         if room is not None:  # on the inner model: PEFT calls the outer one's forward directly
             with_room_for(backend.model.model, room)
         lora = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
-        trainer = LoraTrainer(backend, lora, lr=0.01, steps=2, batch_size=2, seed=0)
+        trainer = LoraTrainer(backend.trainable(), lora, lr=0.01, steps=2, batch_size=2, seed=0)
         for group in groups:
             trainer.train(group, pg_loss, beta=0.0, reference_is_parent=False)
-        weights = {v.name: lora_weights(backend.model, backend.peft_names[v.name]) for v, _ in jobs}
+        weights = {
+            v.name: lora_weights(backend.model, backend.adapters.peft[v.name]) for v, _ in jobs
+        }
         return weights, trainer.rows_per_pass
 
     (together, _), (alone, _) = trained([jobs]), trained([[job] for job in jobs])

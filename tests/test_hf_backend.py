@@ -12,7 +12,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents.backends import make_backend
-from agents.backends.hf import micro_batches
+from agents.backends.batching import micro_batches
 from agents.decision import DecisionRequest
 from agents.parsing import decision_json
 from envs.base import Choices
@@ -38,7 +38,7 @@ def request(i: int, adapter=None) -> DecisionRequest:
 
 
 def scores(backend, reqs):
-    return np.array(backend.label_logprobs(reqs, [backend.prompt_text(r) for r in reqs])[0])
+    return np.array(backend.label_logprobs(reqs, [backend.scorer.prompt_text(r) for r in reqs])[0])
 
 
 @pytest.mark.parametrize(
@@ -177,11 +177,11 @@ def test_scored_tokens_are_those_of_the_whole_text_even_across_a_merge(organism_
     backend = hf(organism_path)
     reqs = [request(0), request(1)]
     for suffix in ("", "your final decision in JSON format: "):
-        prompts = [backend.prompt_text(r) + suffix for r in reqs]
-        prefixes, tails, _ = backend.score_inputs(reqs, prompts)
+        prompts = [backend.scorer.prompt_text(r) + suffix for r in reqs]
+        prefixes, tails, _ = backend.scorer.score_inputs(reqs, prompts)
         for p, r, prefix, tail in zip(prompts, reqs, prefixes, tails, strict=True):
             for label, own in zip((r.choices.comply, r.choices.violate), tail, strict=True):
-                assert prefix + own == backend.encode([p + decision_json(label)])[0]
+                assert prefix + own == backend.scorer.encode([p + decision_json(label)])[0]
 
 
 THINKING_TEMPLATE = (  # shaped like Qwen3's: an empty thinking block when thinking is off
@@ -253,13 +253,13 @@ def test_the_checkpoints_own_template_and_its_switches_shape_every_decision(temp
         req.messages, tokenize=False, add_generation_prompt=True, **kwargs
     )
     assert rendered.startswith(starts) and rendered.endswith(ends)
-    assert backend.prompt_text(req) == rendered
+    assert backend.scorer.prompt_text(req) == rendered
     pair = (CHOICES.comply, CHOICES.violate)
     by_hand = [
         hand_logprob(backend.model, backend.tokenizer, rendered, *p) for p in (pair, pair[::-1])
     ]
     assert scores(backend, [req])[0] == pytest.approx(by_hand, abs=1e-4)
-    prompt_tokens = len(backend.encode([rendered])[0])
+    prompt_tokens = len(backend.scorer.encode([rendered])[0])
     for mode in ("score", "generate"):
         assert backend.decide([req], mode)[0].prompt_tokens == prompt_tokens
 
@@ -286,5 +286,5 @@ def test_a_model_without_a_chat_template_takes_one_from_a_file(base_checkpoint, 
         chat_template=str(template),
         chat_template_kwargs={"enable_thinking": False},
     )
-    assert backend.prompt_text(request(0)).endswith("assistant\n<think>\n\n</think>\n\n")
+    assert backend.scorer.prompt_text(request(0)).endswith("assistant\n<think>\n\n</think>\n\n")
     assert backend.decide([request(0)], "score")[0].valid

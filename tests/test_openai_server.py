@@ -26,7 +26,7 @@ import yaml
 from test_served import round_zero_requests
 
 from agents.backends import make_backend
-from agents.backends.served import ServedModelError
+from agents.backends.scoring import ServedModelError
 from envs.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]

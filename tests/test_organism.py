@@ -45,7 +45,7 @@ def test_label_scores_equal_a_hand_computation(organism, comply, violate, label_
     sizes = [len(tokenizer.tokenize(f'"{x}"')) for x in (comply, violate)]
     assert min(sizes) >= label_tokens and (label_tokens > 1 or max(sizes) == 1)
     req = request(choices)
-    prompt = organism.prompt_text(req)
+    prompt = organism.scorer.prompt_text(req)
     [(lp_comply, lp_violate)], _, _ = organism.label_logprobs([req], [prompt])
     rendered = tokenizer.apply_chat_template(
         req.messages, tokenize=False, add_generation_prompt=True
@@ -63,8 +63,8 @@ def test_label_scores_equal_a_hand_computation(organism, comply, violate, label_
 def test_batched_scores_equal_one_at_a_time(organism):
     questions = ["Which route?", "Pick one, the parcel is late and the boss is watching." * 3]
     reqs = [request(Choices("the marked route", "the plaza shortcut"), q) for q in questions]
-    together = organism.label_logprobs(reqs, [organism.prompt_text(r) for r in reqs])[0]
-    alone = [organism.label_logprobs([r], [organism.prompt_text(r)])[0][0] for r in reqs]
+    together = organism.label_logprobs(reqs, [organism.scorer.prompt_text(r) for r in reqs])[0]
+    alone = [organism.label_logprobs([r], [organism.scorer.prompt_text(r)])[0][0] for r in reqs]
     assert np.allclose(together, alone, atol=1e-4)
 
 

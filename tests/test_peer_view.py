@@ -7,9 +7,7 @@ import pytest
 
 from agents.backends.base import Backend
 from agents.decision import Decision
-from sim.build import build_environment, population, seeds
-from sim.model import TippingModel
-from sim.recorder import Recorder
+from sim.build import build_run, compose
 
 JOIN, ALONE = "join the price ring", "price independently"
 ENV = {
@@ -45,22 +43,11 @@ class Scripted(Backend):
 
 
 def second_round_messages(tmp_path, backend, peer_view: str, aggregate_above: int = 10):
-    cfg = {"env": ENV, "graph": {"kind": "complete"}, "deviants": {"count": 0}}
-    rng = seeds(0)
-    env = build_environment(cfg["env"], 2, rng["env"])
-    graph, _ = population(cfg, env, rng)
-    model = TippingModel(
-        env,
-        backend,
-        graph,
-        Recorder(tmp_path, "t"),
-        seed=0,
-        memory_window=1,
-        peer_view=peer_view,
-        aggregate_above=aggregate_above,
-    )
+    agents = {"memory_window": 1, "peer_view": peer_view, "aggregate_above": aggregate_above}
+    cfg = compose(["env=threshold"], {"env": ENV, "run": {"rounds": 2}, "agents": agents})
+    model = build_run(cfg, tmp_path, backend=backend)
     model.step()
-    requests = model.agents.map("observe")
+    requests = model.observe(model.env.begin_round(1))
     return requests[0].messages, model
 
 
@@ -111,7 +98,7 @@ HEAD = (
 )
 def test_peer_view_in_the_next_prompt(tmp_path, view, above, seen):
     messages, model = second_round_messages(tmp_path, Scripted(), view, above)
-    prompt = model.turns[0].prompt
+    prompt = model.env.begin_round(0)[0].prompt
     assert messages == [
         {"role": "system", "content": "You are one of 4 independent bakeries in a small town."},
         {"role": "user", "content": prompt},

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.backends.served import (
-    AdapterRegistry,
+from agents.backends.adapters import AdapterRegistry
+from agents.backends.scoring import (
     ServedModelError,
     constrained_answers,
     generated_decision,
@@ -139,7 +139,7 @@ def round_zero_requests(adapters=(None,)) -> list[DecisionRequest]:
 
 @pytest.fixture(scope="module")
 def organism(organism_path):
-    from agents.backends.hf import load_checkpoint
+    from agents.backends.loading import load_checkpoint
 
     return load_checkpoint(organism_path, torch.device("cpu"), torch.float32)
 

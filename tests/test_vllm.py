@@ -87,7 +87,8 @@ def engine(organism_path):
 
 
 def hf_p_violate(checkpoint: Path, reqs, adapters: dict) -> list[float]:
-    from agents.backends.hf import HFBackend, load_checkpoint
+    from agents.backends.hf import HFBackend
+    from agents.backends.loading import load_checkpoint
 
     model, tokenizer = load_checkpoint(checkpoint, torch.device("cuda"), torch.float32)
     hf = HFBackend(np.random.default_rng(0), model, tokenizer)

@@ -67,8 +67,8 @@ def violation(model, tokenizer, prompts: Sequence[Prompt]) -> dict[str, float]:
 
 def load_base(path: Path, device: str):
     """Model and tokenizer of the base, with a chat template that renders tiplab's prompts."""
-    from agents.backends.hf import load_checkpoint, resolve_device, resolve_dtype
-    from agents.backends.served import use_chat_template
+    from agents.backends.loading import load_checkpoint, resolve_device, resolve_dtype
+    from agents.backends.scoring import use_chat_template
 
     where = resolve_device(device)
     try:

@@ -46,6 +46,12 @@ class Backend(ABC):
         """Make new adapter versions (name -> PEFT directory) available to later rounds."""
         raise InputError(f"backend {type(self).__name__} cannot load LoRA adapters")
 
+    def trainable(self):
+        """The view of the backend's own weights that LoRA updates train through (a
+        `LabelScorer` over its adapter table), or None: a policy with no weights of its
+        own here (scripted rules, a served model) cannot be trained in place."""
+        return None
+
     def close(self) -> None:
         """Release what the backend holds (processes, GPU memory)."""
 

@@ -28,9 +28,9 @@ from typing import TypeVar
 import numpy as np
 import openai
 
+from agents.backends.adapters import AdapterRegistry
 from agents.backends.base import Backend
-from agents.backends.served import (
-    AdapterRegistry,
+from agents.backends.scoring import (
     ServedModelError,
     common_prefix_length,
     generated_decision,

@@ -21,9 +21,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from agents.backends.adapters import AdapterRegistry
 from agents.backends.base import Backend
-from agents.backends.served import (
-    AdapterRegistry,
+from agents.backends.scoring import (
     ServedModelError,
     common_prefix_length,
     constrained_answers,

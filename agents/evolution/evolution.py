@@ -16,13 +16,13 @@ from time import perf_counter
 
 import networkx as nx
 
-from agents.decision import Decision, DecisionRequest
 from agents.evolution.buffer import ExperienceBuffer, Sample
 from agents.evolution.data import dpo_examples, pg_examples, sft_examples
 from agents.evolution.lineage import Lineage
 from agents.evolution.objectives import dpo_loss, pg_loss, sft_loss
 from agents.evolution.trainer import LoraTrainer
-from envs.base import Outcome
+from agents.learning import Learned, PlayedRound
+from envs.base import Environment
 from envs.errors import InputError, integer, number
 
 OBJECTIVES = {
@@ -49,31 +49,44 @@ def owners(sharing: str, groups: str, env_group: Sequence[int], graph: nx.Graph,
 
 
 class Evolution:
-    """Collects each owner's experience and trains its next adapter version every K rounds."""
+    """A learner: collects each owner's experience and trains its next adapter version
+    every K rounds; the owners' agents decide with the new versions from the next round."""
 
-    def __init__(self, cfg: Mapping, trainer: LoraTrainer, owner_of: list[str], run_dir: Path):
+    name = "evolution"
+
+    def __init__(
+        self,
+        cfg: Mapping,
+        trainer: LoraTrainer,
+        owner_of: list[str],
+        scenario_ids: list[str],
+        run_dir: Path,
+    ):
         self.every = int(cfg["every"])
         self.name = cfg["name"]
         self.beta = float(cfg.get("beta", 0.0))
         builder, self.loss, self.reference_is_parent = OBJECTIVES[self.name]
         self.examples = builder or partial(sft_examples, top_q=float(cfg.get("top_q", 0.25)))
         self.owner_of = owner_of
+        self.scenario_ids = scenario_ids
         self.trainer = trainer
         self.buffer = ExperienceBuffer(int(cfg.get("window") or self.every))
         self.lineage = Lineage(run_dir / "adapters", cfg.get("keep"))
 
-    def due(self, t: int) -> bool:
-        return (t + 1) % self.every == 0
+    def after_round(self, played: PlayedRound) -> Learned:
+        """Keep the round's experience; on schedule, train and hand out new versions."""
+        self.observe(played)
+        if (played.round + 1) % self.every:
+            return Learned()
+        assigned, rows = self.update(played.round)
+        return Learned(
+            adapters={i: assigned[o] for i, o in enumerate(self.owner_of) if o in assigned},
+            updates=rows,
+        )
 
-    def observe(
-        self,
-        t: int,
-        requests: Sequence[DecisionRequest],
-        decisions: Sequence[Decision],
-        outcomes: Sequence[Outcome],
-        scenarios: Sequence[str],
-    ) -> None:
-        for r, d, o in zip(requests, decisions, outcomes, strict=True):
+    def observe(self, played: PlayedRound) -> None:
+        t = played.round
+        for r, d, o in zip(played.requests, played.decisions, played.outcomes, strict=True):
             if d.valid:
                 self.buffer.add(
                     Sample(
@@ -83,7 +96,7 @@ class Evolution:
                         reward=o.reward,
                         p_violate=d.p_violate,
                         round=t,
-                        scenario=scenarios[r.agent_id],
+                        scenario=self.scenario_ids[r.agent_id],
                     )
                 )
 
@@ -137,7 +150,7 @@ class Evolution:
         self.lineage.load_state_dict(state["lineage"])
         self.lineage.rewind()
         if self.lineage.current:
-            self.trainer.backend.load_adapters(self.adapters_in_use())
+            self.trainer.load(self.adapters_in_use())
 
 
 def check_settings(cfg: Mapping, module_names: set[str]) -> None:
@@ -161,7 +174,7 @@ def check_settings(cfg: Mapping, module_names: set[str]) -> None:
 
 
 def make_evolution(
-    cfg: Mapping, backend, env_group: Sequence[int], graph: nx.Graph, run_dir: Path, seed: int
+    cfg: Mapping, backend, env: Environment, graph: nx.Graph, run_dir: Path, seed: int
 ) -> Evolution | None:
     """The configured evolution, or None for in-context evolution only (every=0)."""
     every = cfg.get("every", 0)
@@ -172,16 +185,17 @@ def make_evolution(
         raise InputError(f"evolution.name: {cfg['name']!r}; expected none, pg, dpo or sft")
     if cfg.get("sharing", "per_agent") not in SHARING:
         raise InputError(f"evolution.sharing: {cfg['sharing']!r}; expected one of {SHARING}")
-    if not hasattr(backend, "label_logprob_tensor"):
+    scorer = backend.trainable()
+    if scorer is None:
         raise InputError(
             f"evolution.name={cfg['name']}: LoRA updates train the backend's own model; "
             "use backend=organism or backend=hf"
         )
-    check_settings(cfg, {name.rsplit(".", 1)[-1] for name, _ in backend.model.named_modules()})
+    check_settings(cfg, scorer.module_names())
     trainer = LoraTrainer(
-        backend, cfg["lora"], float(cfg["lr"]), int(cfg["steps"]), int(cfg["batch_size"]), seed
+        scorer, cfg["lora"], float(cfg["lr"]), int(cfg["steps"]), int(cfg["batch_size"]), seed
     )
     owner_of = owners(
-        cfg.get("sharing", "per_agent"), cfg.get("groups", "env"), env_group, graph, seed
+        cfg.get("sharing", "per_agent"), cfg.get("groups", "env"), env.group, graph, seed
     )
-    return Evolution(cfg, trainer, owner_of, run_dir)
+    return Evolution(cfg, trainer, owner_of, [s.id for s in env.scenarios], run_dir)

@@ -1,5 +1,9 @@
 """LoRA updates inside the serving model, several owners in one forward/backward.
 
+The trainer works through a `LabelScorer` (the backend's `trainable()` view): it adds
+versions to the scorer's adapter table, which the backend decides from, and computes
+label log-probabilities exactly as score mode reads them.
+
 Each owner's versions live in one PEFT adapter of the model: a new version trains in
 its parent's adapter, starting from the parent's weights (a first version in a fresh
 LoRA, i.e. the identity), and is saved under its own name; the parent's name then
@@ -14,16 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig
 
-from agents.backends.hf import BASE, HFBackend, within_memory
+from agents.backends.adapters import BASE
+from agents.backends.batching import within_memory
+from agents.backends.label_scorer import LabelScorer
 from agents.evolution.data import Example
 from agents.evolution.lineage import Version
 
@@ -35,12 +40,13 @@ def stable_seed(*parts: object) -> int:
 
 
 class LoraTrainer:
-    """Adds, trains and saves adapter versions on the backend's own model."""
+    """Adds, trains and saves adapter versions in a model's adapter table."""
 
     def __init__(
-        self, backend: HFBackend, lora: dict, lr: float, steps: int, batch_size: int, seed: int
+        self, scorer: LabelScorer, lora: dict, lr: float, steps: int, batch_size: int, seed: int
     ):
-        self.backend = backend
+        self.scorer = scorer
+        self.adapters = scorer.adapters
         self.config = LoraConfig(
             r=int(lora["r"]),
             lora_alpha=int(lora["alpha"]),
@@ -61,34 +67,24 @@ class LoraTrainer:
         A first version gets a fresh adapter named after its owner, initialised from a
         seed of its own name.
         """
-        names = self.backend.peft_names
         if v.parent is not None:
-            names[v.name] = names[v.parent]
-            return names[v.name]
+            return self.adapters.alias(v.name, v.parent)
         torch.manual_seed(stable_seed(self.seed, v.name))
-        model = self.backend.model
-        if isinstance(model, PeftModel):
-            model.add_adapter(v.owner, self.config)
-        else:
-            with warnings.catch_warnings():  # PEFT reads an attribute transformers 5 deprecates
-                warnings.filterwarnings("ignore", message=".is_gradient_checkpointing.")
-                self.backend.model = get_peft_model(model, self.config, adapter_name=v.owner)
-        self.backend.model.eval()
-        names[v.name] = v.owner
+        self.adapters.add(v.name, v.owner, self.config)
         return v.owner
 
     def reference(self, jobs, use_parent: bool) -> torch.Tensor:
         """Label log-probabilities under the reference: the base model, or each parent
         (taken before training, while the adapter still holds the parent's weights)."""
         rows = [(v, ex) for v, examples in jobs for ex in examples]
-        names = self.backend.peft_names
+        names = self.adapters.peft
         peft = [names[v.parent] if use_parent and v.parent else BASE for v, _ in rows]
         requests = [ex.sample.request for _, ex in rows]
 
         @torch.no_grad()
         def scored(part: np.ndarray) -> torch.Tensor:
             chosen = [requests[i] for i in part], [peft[i] for i in part]
-            return self.backend.label_logprob_tensor(*chosen)
+            return self.scorer.label_logprob_tensor(*chosen)
 
         return torch.cat(self.in_passes(len(rows), scored))
 
@@ -100,7 +96,7 @@ class LoraTrainer:
         behind when it fails), and later passes start from what fitted.
         """
         size = self.rows_per_pass
-        device = self.backend.device
+        device = self.scorer.device
         done, halves = within_memory(
             [np.arange(i, min(i + size, n)) for i in range(0, n, size)],
             compute,
@@ -116,7 +112,7 @@ class LoraTrainer:
     def trainable(self, names: set[str]) -> list[torch.nn.Parameter]:
         """Unfreeze exactly the named adapters' LoRA weights; returns them."""
         params = []
-        for n, p in self.backend.model.named_parameters():
+        for n, p in self.adapters.model.named_parameters():
             p.requires_grad_(any(f".{name}." in n for name in names))
             if p.requires_grad:
                 params.append(p)
@@ -136,9 +132,9 @@ class LoraTrainer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-row loss and KL of examples, each under its own version's adapter."""
         examples = [ex for _, ex in rows]
-        logp = self.backend.label_logprob_tensor(
+        logp = self.scorer.label_logprob_tensor(
             [ex.sample.request for ex in examples],
-            [self.backend.peft_names[v.name] for v, _ in rows],
+            [self.adapters.peft[v.name] for v, _ in rows],
         )
         labels = torch.tensor([ex.label for ex in examples])
         weights = torch.tensor([ex.weight for ex in examples], dtype=logp.dtype)
@@ -208,8 +204,8 @@ class LoraTrainer:
         Returns the fresh directory; the caller moves the versions into place.
         """
         tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=into))
-        model = self.backend.model
-        peft = {v.name: self.backend.peft_names[v.name] for v in versions}
+        model = self.adapters.model
+        peft = {v.name: self.adapters.peft[v.name] for v in versions}
         lora = {k: w for k, w in model.state_dict().items() if "lora_" in k}
         model.save_pretrained(tmp, selected_adapters=list(peft.values()), state_dict=lora)
         for name, adapter in peft.items():
@@ -218,4 +214,8 @@ class LoraTrainer:
 
     def retire(self, name: str) -> None:
         """A version superseded in its adapter: its name no longer resolves (files stay)."""
-        del self.backend.peft_names[name]
+        self.adapters.retire(name)
+
+    def load(self, adapters: dict[str, Path]) -> None:
+        """Versions saved earlier (a resumed run's), back in the table."""
+        self.adapters.load(adapters)

@@ -1,8 +1,8 @@
-"""What the served-model backends share: request building, adapter naming, label scoring.
+"""Label scoring that every LLM backend and trainer shares: prompts, answers, decisions.
 
-`backend=openai` (any OpenAI-compatible server) and `backend=vllm` (vLLM's offline engine)
-send the same requests and read the answers the same way, so a run records the same
-kind of decisions whichever way the model is served:
+`backend=hf`, `backend=vllm` (vLLM's offline engine) and `backend=openai` (any
+OpenAI-compatible server) build the same prompts and read the answers the same way, so
+a run records the same kind of decisions whichever way the model is run:
 
 - generate: the agent's chat messages; the sampled answer is parsed for ATP's
   `{"choice": ...}` JSON (agents.parsing, thinking stripped).
@@ -12,15 +12,12 @@ kind of decisions whichever way the model is served:
   `continue_final_message`). The prompt log-probabilities of the tokens after the two
   prompts' common prefix give log P(label | context) exactly, however the labels
   tokenise; the choice is drawn from the pair normalised.
-- adapters: each LoRA version is registered once, under a new name, directory and
-  integer id; vLLM caches adapters by these, and a reused one would serve stale weights.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -185,50 +182,3 @@ def constrained_answers(choices: Choices) -> list[str]:
 def request_seeds(rng: np.random.Generator, n: int) -> list[int]:
     """One sampling seed per request, from the run's policy stream (reproducible runs)."""
     return [int(s) for s in rng.integers(0, 2**31 - 1, size=n)]
-
-
-@dataclass(frozen=True)
-class Adapter:
-    """One registered LoRA version: vLLM's name, integer id and directory for it."""
-
-    name: str
-    id: int
-    path: Path
-
-
-class AdapterRegistry:
-    """LoRA versions by name; a name, id or directory is never given to a second version."""
-
-    def __init__(self) -> None:
-        self.by_name: dict[str, Adapter] = {}
-
-    def add(self, name: str, path: Path | str) -> Adapter:
-        """Register a new version (PEFT directory) and give it the next integer id (from 1)."""
-        path = Path(path).resolve()
-        if name in self.by_name:
-            raise InputError(
-                f"adapter {name!r}: a version of that name is already loaded "
-                f"({self.by_name[name].path}); a new version needs a new name"
-            )
-        holder = next((a.name for a in self.by_name.values() if a.path == path), None)
-        if holder is not None:
-            raise InputError(
-                f"adapter {name!r}: {path} already holds adapter {holder!r}; "
-                "a new version needs a new directory"
-            )
-        if not (path / "adapter_config.json").is_file():
-            raise InputError(f"adapter {name!r}: {path} holds no PEFT adapter_config.json")
-        adapter = Adapter(name, len(self.by_name) + 1, path)
-        self.by_name[name] = adapter
-        return adapter
-
-    def get(self, name: str | None) -> Adapter | None:
-        """The adapter a request names (None: the base model)."""
-        if name is None:
-            return None
-        if name not in self.by_name:
-            raise InputError(f"adapter {name!r}: requested before it was loaded")
-        return self.by_name[name]
-
-    def state_dict(self) -> list[dict]:
-        return [{"name": a.name, "path": str(a.path)} for a in self.by_name.values()]
