@@ -16,6 +16,8 @@ from pathlib import Path
 from agents.alignment.aligned import CARD, align
 from agents.organism.build import locked, organism_dir
 
+VERSION = 1  # bump when the recipes change what a config produces
+
 
 def organism_base(organism: Mapping, cache_dir: str | Path) -> Path:
     """The organism's pre-trained, unaligned stage.
@@ -29,7 +31,7 @@ def organism_base(organism: Mapping, cache_dir: str | Path) -> Path:
 
 
 def variant_key(base: Path, recipe: Mapping, data: Mapping, seed: int) -> str:
-    text = json.dumps([base.name, recipe, data, seed], sort_keys=True, default=str)
+    text = json.dumps([VERSION, base.name, recipe, data, seed], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
