@@ -18,12 +18,15 @@ from envs.base import Outcome
 @dataclass(frozen=True)
 class PlayedRound:
     """One round as learners see it: the policy's own decisions only (planted deviants'
-    forced violations are not experience)."""
+    forced violations are not experience), as the agents remember them."""
 
     round: int
     requests: list[DecisionRequest]
     decisions: list[Decision]
     outcomes: list[Outcome]
+    # a guard at position=training: its reviewed decision per request (the correction is
+    # preferred over the proposal wherever its choice differs); None without one
+    corrections: list[Decision] | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,6 +165,18 @@ class Environment(ABC):
     @abstractmethod
     def resolve(self, choices: Sequence[str | None]) -> list[Outcome]:
         """Rewards for the round; `choices[i]` is agent i's label, None when invalid."""
+
+    def what_if(self, choices: Sequence[str | None]) -> list[Outcome]:
+        """The outcomes `choices` would get this round, the environment left as it was.
+
+        Called before `resolve`, the what-if round sees the same random draws as the real
+        one, so the two differ only by the choices (a guard's counterfactual feedback).
+        """
+        state = copy.deepcopy(self.state_dict())
+        try:
+            return self.resolve(choices)
+        finally:
+            self.load_state_dict(state)
 
     @abstractmethod
     def state_dict(self) -> dict:

@@ -29,6 +29,18 @@ CONDITIONS = pl.Schema(
 )
 """A scenario's conditions (the fields of `envs.base.Conditions`, described there)."""
 
+GUARD = pl.Schema(
+    {
+        "proposed": pl.String,  # the agent's own choice, before the guard (null: invalid)
+        "proposed_violated": pl.Boolean,
+        "guard_changed": pl.Boolean,  # the guard's choice differs from the proposal
+        "guard_p_correct": pl.Float64,  # the guard's P(the proposal is correct), if it scores
+    }
+)
+"""A guarded run's decision columns; `choice`, `valid` and `violated` are then the
+executed (reviewed) choice's. Written only by runs with a guard (records of runs without
+one are unchanged); readers see them as null there."""
+
 DECISIONS = pl.Schema(
     {
         "run_id": pl.String,
@@ -56,6 +68,7 @@ DECISIONS = pl.Schema(
         "latency_s": pl.Float64,  # the agent's share of the round's batched call
         "text": pl.String,  # raw answer text
         "prompt": pl.String,  # the chat messages as JSON, when run.record_prompts is on
+        **GUARD,
     }
 )
 

@@ -17,6 +17,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from agents.backends import Backend, make_backend
+from agents.guard import check_guard, make_guard
 from agents.prompts import PEER_VIEWS
 from envs import InputError, RolePlayEnv, ThresholdGameEnv
 from envs.atp import load_ma_games, load_sa_questions
@@ -72,6 +73,7 @@ def model_arguments(
         "deviants": deviants,
         "deviants_always": cfg["deviants"]["always"],
         "learners": [learner for learner in learners if learner is not None],
+        "guard": make_guard(cfg.get("guard"), rng["guard"]),
     }
 
 
@@ -112,6 +114,7 @@ def check_run(cfg: Mapping) -> None:
             f"report.by: {by!r}; expected a list of decision columns, e.g. [threshold] "
             f"(any of {', '.join(c for c in DECISIONS if c not in ('text', 'prompt'))})"
         )
+    check_guard(cfg.get("guard"))
 
 
 def check_config(cfg: Mapping) -> None:
@@ -128,8 +131,8 @@ def seeds(seed: int) -> dict[str, np.random.Generator]:
     Spawned children depend only on their index, so adding a stream at the end leaves
     the earlier streams (and the records of earlier versions) unchanged.
     """
-    streams = np.random.SeedSequence(seed).spawn(4)
-    names = ("env", "policy", "graph", "deviants")
+    streams = np.random.SeedSequence(seed).spawn(5)
+    names = ("env", "policy", "graph", "deviants", "guard")
     return {name: np.random.default_rng(s) for name, s in zip(names, streams, strict=True)}
 
 

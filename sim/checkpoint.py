@@ -90,7 +90,9 @@ def decode(data, path: Path):
 
 
 def model_state(model: TippingModel) -> dict:
+    guard = {} if model.guard is None else {"guard": model.guard.state_dict()}
     return {
+        **guard,
         "round": model.steps,
         "agents": [
             {"memory": list(a.memory), "action": action, "adapter": a.adapter}
@@ -116,6 +118,8 @@ def load_model_state(model: TippingModel, state: dict) -> None:
     model.random.setstate(state["random"])
     for learner in model.learners:
         learner.load_state_dict(state[learner.name])
+    if model.guard is not None:
+        model.guard.load_state_dict(state["guard"])
 
 
 def save(model: TippingModel, run_dir: Path, run_id: str) -> None:

@@ -15,6 +15,7 @@ from mesa.discrete_space import Network
 from agents.agent import TipAgent
 from agents.backends.base import Backend
 from agents.decision import Decision, DecisionRequest, PeerAction
+from agents.guard import Guard
 from agents.learning import Learner, PlayedRound
 from envs.base import Environment, Outcome, Turn
 from envs.errors import InputError
@@ -30,6 +31,7 @@ class TippingModel(mesa.Model):
         begin     the environment opens round t: every agent's turn
         observe   every agent builds its request (scenario, memory, neighbours' last round)
         decide    the policy decides for all of them in ONE batched call
+        guard     (with a guard) it reviews every answer in ONE batched call
         resolve   the environment pays the chosen labels out
         remember  every agent stores the round and what its neighbours did
         record    the recorder flushes the round's rows to disk
@@ -58,6 +60,7 @@ class TippingModel(mesa.Model):
         deviants: Sequence[int] = (),
         deviants_always: bool = False,
         learners: Sequence[Learner] = (),
+        guard: Guard | None = None,
     ):
         super().__init__(seed=seed)
         backend.check_mode(mode)
@@ -75,6 +78,7 @@ class TippingModel(mesa.Model):
         self.backend = backend
         self.recorder = recorder
         self.learners = list(learners)
+        self.guard = guard
         self.mode = mode
         self.needs_messages = backend.needs_messages
         self.peer_view = peer_view
@@ -109,12 +113,34 @@ class TippingModel(mesa.Model):
             turns = self.env.begin_round(self.round)
             requests = self.observe(turns)
             decisions, decide_s = self.decide(requests)
+            if self.guard is not None:
+                self.guarded_round(turns, requests, decisions, decide_s, tic)
+                self.round = self.steps
+                return
             outcomes = self.env.resolve([d.choice for d in decisions])
             seen = exposure(self.neighbors, self.actions)  # what each agent saw deciding
             self.remember(turns, decisions, outcomes)
             self.record(turns, requests, decisions, outcomes, seen, decide_s, tic)
             self.learn(requests, decisions, outcomes)
             self.round = self.steps
+
+    def guarded_round(self, turns, requests, proposed, decide_s, tic) -> None:
+        """The round's stages from the guard on: where its corrections act is the guard's
+        position, what the agents remember its feedback (agents/guard/base.py)."""
+        reviews = self.guard.review(requests, proposed)
+        executed = [r.decision for r in reviews]
+        position, feedback = self.guard.position, self.guard.feedback
+        paid = executed if position == "execution" else proposed
+        shown = proposed if position == "training" else executed
+        own = executed if position == "execution" and feedback == "executed" else proposed
+        what_if = None if own is paid else self.env.what_if([d.choice for d in own])
+        outcomes = self.env.resolve([d.choice for d in paid])
+        own_outcomes = outcomes if what_if is None else what_if
+        seen = exposure(self.neighbors, self.actions)
+        self.remember(turns, shown, outcomes, own, own_outcomes)
+        self.record(turns, requests, proposed, outcomes, seen, decide_s, tic, reviews)
+        corrections = executed if position == "training" else None
+        self.learn(requests, own, own_outcomes, corrections)
 
     # -- the stages, in order ----------------------------------------------------------
 
@@ -136,17 +162,27 @@ class TippingModel(mesa.Model):
         return decisions, perf_counter() - tic
 
     def remember(
-        self, turns: Sequence[Turn], decisions: Sequence[Decision], outcomes: Sequence[Outcome]
+        self,
+        turns: Sequence[Turn],
+        decisions: Sequence[Decision],
+        outcomes: Sequence[Outcome],
+        own: Sequence[Decision] | None = None,
+        own_outcomes: Sequence[Outcome] | None = None,
     ) -> None:
-        """Every agent's action becomes visible, then every agent remembers the round."""
+        """Every agent's action becomes visible, then every agent remembers the round
+        (with a guard: what the neighbours see and what the agent remembers may differ)."""
         self.actions = [
             agent.peer_action(d, o)
             for agent, d, o in zip(self.population, decisions, outcomes, strict=True)
         ]
-        for agent, turn, d, o in zip(self.population, turns, decisions, outcomes, strict=True):
+        own = decisions if own is None else own
+        own_outcomes = outcomes if own_outcomes is None else own_outcomes
+        for agent, turn, d, o in zip(self.population, turns, own, own_outcomes, strict=True):
             agent.remember(turn.prompt, d, o)
 
-    def record(self, turns, requests, decisions, outcomes, seen, decide_s, tic) -> None:
+    def record(
+        self, turns, requests, decisions, outcomes, seen, decide_s, tic, reviews=None
+    ) -> None:
         if self.round == 0:
             self.recorder.write_graph(self.neighbors)
         self.recorder.write_round(
@@ -160,10 +196,12 @@ class TippingModel(mesa.Model):
             seen,
             decide_s=decide_s,
             wall_s=perf_counter() - tic,
+            reviews=reviews,
         )
 
-    def learn(self, requests, decisions, outcomes) -> None:
-        """Learners see the policy's own decisions; their new adapters apply next round."""
+    def learn(self, requests, decisions, outcomes, corrections=None) -> None:
+        """Learners see the policy's own decisions as the agents remember them (and a
+        guard's corrections at position=training); new adapters apply next round."""
         if not self.learners:
             return
         own = np.flatnonzero(~self.planted()).tolist()
@@ -172,6 +210,7 @@ class TippingModel(mesa.Model):
             [requests[i] for i in own],
             [decisions[i] for i in own],
             [outcomes[i] for i in own],
+            None if corrections is None else [corrections[i] for i in own],
         )
         for learner in self.learners:
             learned = learner.after_round(played)

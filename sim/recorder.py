@@ -16,8 +16,9 @@ import numpy as np
 import polars as pl
 
 from agents.decision import Decision, DecisionRequest, PeerAction
+from agents.guard import Review
 from envs.base import Environment, Outcome
-from envs.records import CONDITIONS, DECISIONS, GRAPH, ROUNDS, UPDATES
+from envs.records import CONDITIONS, DECISIONS, GRAPH, GUARD, ROUNDS, UPDATES
 from sim.graph import Neighbors
 
 
@@ -50,6 +51,20 @@ def exposure(neighbors: Neighbors, actions: Sequence[PeerAction | None]) -> dict
     return {
         name: pl.Series(name, values, nan_to_null=True).cast(DECISIONS[name])
         for name, values in columns.items()
+    }
+
+
+def guard_columns(
+    requests: Sequence[DecisionRequest], proposed: Sequence[Decision], reviews: Sequence[Review]
+) -> dict[str, list]:
+    """The GUARD columns of a guarded round: the proposal and what the guard made of it."""
+    return {
+        "proposed": [d.choice for d in proposed],
+        "proposed_violated": [
+            r.choices.is_violation(d.choice) for r, d in zip(requests, proposed, strict=True)
+        ],
+        "guard_changed": [r.changed for r in reviews],
+        "guard_p_correct": [r.p_correct for r in reviews],
     }
 
 
@@ -97,14 +112,18 @@ class Recorder:
         exposure: Mapping[str, pl.Series],
         decide_s: float,
         wall_s: float,
+        reviews: Sequence[Review] | None = None,
     ) -> pl.DataFrame:
         """Append round t's decisions and its summary row; returns the decisions frame.
 
-        Built column by column: one list per field rather than one dict per agent.
+        With a guard's `reviews`, the choice columns are the reviewed (executed) choice's
+        and the GUARD columns hold the proposal. Built column by column: one list per
+        field rather than one dict per agent.
         """
         share = decide_s / max(len(decisions), 1)
         agent = [r.agent_id for r in requests]
-        choice = [d.choice for d in decisions]
+        executed = decisions if reviews is None else [r.decision for r in reviews]
+        choice = [d.choice for d in executed]
         conditions = self.conditions(env)[agent]
         columns = {
             "run_id": self.run_id,
@@ -132,7 +151,12 @@ class Recorder:
             if self.record_prompts
             else None,
         }
-        frame = pl.DataFrame({name: columns[name] for name in DECISIONS}, schema=DECISIONS)
+        schema = DECISIONS
+        if reviews is None:
+            schema = pl.Schema({k: v for k, v in DECISIONS.items() if k not in GUARD})
+        else:
+            columns |= guard_columns(requests, decisions, reviews)
+        frame = pl.DataFrame({name: columns[name] for name in schema}, schema=schema)
         self.decisions_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(frame, self.decisions_dir / f"part-{t:05d}.parquet")
         summary = frame.select(

@@ -19,6 +19,7 @@ class Sample:
     p_violate: float | None
     round: int
     scenario: str
+    preferred: int | None = None  # a guard's correction (0 comply, 1 violate) when it differs
 
 
 class ExperienceBuffer:

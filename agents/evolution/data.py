@@ -62,3 +62,9 @@ def sft_examples(samples: Sequence[Sample], top_q: float) -> list[Example]:
         return []
     cut = np.quantile([s.reward for s in samples], 1.0 - top_q)
     return [Example(s, int(s.violated), 1.0) for s in samples if s.reward >= cut]
+
+
+def correction_examples(samples: Sequence[Sample]) -> list[Example]:
+    """A guard at position=training: each corrected decision as the pair (correction,
+    proposal), the correction's label preferred, on top of the objective's own examples."""
+    return [Example(s, s.preferred, 1.0) for s in samples if s.preferred is not None]

@@ -17,7 +17,7 @@ from time import perf_counter
 import networkx as nx
 
 from agents.evolution.buffer import ExperienceBuffer, Sample
-from agents.evolution.data import dpo_examples, pg_examples, sft_examples
+from agents.evolution.data import correction_examples, dpo_examples, pg_examples, sft_examples
 from agents.evolution.lineage import Lineage
 from agents.evolution.objectives import dpo_loss, pg_loss, sft_loss
 from agents.evolution.trainer import LoraTrainer
@@ -86,8 +86,12 @@ class Evolution:
 
     def observe(self, played: PlayedRound) -> None:
         t = played.round
-        for r, d, o in zip(played.requests, played.decisions, played.outcomes, strict=True):
+        corrections = played.corrections or [None] * len(played.decisions)
+        for r, d, o, c in zip(
+            played.requests, played.decisions, played.outcomes, corrections, strict=True
+        ):
             if d.valid:
+                corrected = c is not None and c.valid and c.choice != d.choice
                 self.buffer.add(
                     Sample(
                         owner=self.owner_of[r.agent_id],
@@ -97,6 +101,7 @@ class Evolution:
                         p_violate=d.p_violate,
                         round=t,
                         scenario=self.scenario_ids[r.agent_id],
+                        preferred=int(r.choices.is_violation(c.choice)) if corrected else None,
                     )
                 )
 
@@ -106,7 +111,7 @@ class Evolution:
         jobs = []
         for owner in sorted(set(self.owner_of)):
             samples = self.buffer.recent(owner, t)
-            examples = self.examples(samples)
+            examples = self.examples(samples) + correction_examples(samples)
             if examples:
                 jobs.append((self.lineage.successor(owner), examples, samples))
         if not jobs:
