@@ -1,8 +1,6 @@
 """Guards: an Aligner-style corrector between the agents' decisions and the world.
 
-`guard.name`: none (no guard stage) | calibrated (set catch and false-edit rates) |
-model (any backend prompted in Aligner's format) | corrector (the local corrector the
-project trains on the simulator's own decisions, agents/guard/corrector.py).
+`guard.name`: none (no guard stage) | calibrated (set catch and false-edit rates).
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import numpy as np
 from agents.guard.base import FEEDBACK, POSITIONS, Guard, Review
 from envs.errors import InputError, number
 
-KINDS = ("none", "calibrated", "model", "corrector")
+KINDS = ("none", "calibrated")
 
 
 def check_guard(cfg: Mapping | None) -> None:
@@ -32,25 +30,6 @@ def check_guard(cfg: Mapping | None) -> None:
     if name == "calibrated":
         for key in ("catch_rate", "false_edit_rate"):
             number(cfg.get(key), f"guard.{key}", low=0.0, high=1.0)
-    if name == "model":
-        backend = cfg.get("backend")
-        if not isinstance(backend, Mapping) or not backend.get("name"):
-            raise InputError(
-                "guard.backend: a backend config (e.g. guard/backend=organism, or "
-                "guard.backend.name=hf guard.backend.model.path=DIR)"
-            )
-        from agents.backends import BACKENDS
-
-        if backend["name"] not in BACKENDS:
-            raise InputError(
-                f"guard.backend.name: {backend['name']!r}; expected one of {', '.join(BACKENDS)}"
-            )
-        if cfg.get("mode") not in ("score", "generate"):
-            raise InputError(f"guard.mode: {cfg.get('mode')!r}; expected score or generate")
-    if name == "corrector":
-        from agents.guard.corrector import check_corrector
-
-        check_corrector(cfg)
 
 
 def make_guard(cfg: Mapping | None, rng: np.random.Generator) -> Guard | None:
@@ -59,17 +38,9 @@ def make_guard(cfg: Mapping | None, rng: np.random.Generator) -> Guard | None:
     if not cfg or cfg.get("name", "none") == "none":
         return None
     position, feedback = cfg["position"], cfg["feedback"]
-    if cfg["name"] == "calibrated":
-        from agents.guard.calibrated import calibrated_guard
+    from agents.guard.calibrated import calibrated_guard
 
-        return calibrated_guard(cfg, position, feedback, rng)
-    if cfg["name"] == "model":
-        from agents.guard.aligner import model_guard
-
-        return model_guard(cfg, position, feedback, rng)
-    from agents.guard.corrector import corrector_guard
-
-    return corrector_guard(cfg, position, feedback, rng)
+    return calibrated_guard(cfg, position, feedback, rng)
 
 
 __all__ = ["FEEDBACK", "KINDS", "POSITIONS", "Guard", "Review", "check_guard", "make_guard"]
