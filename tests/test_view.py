@@ -67,7 +67,7 @@ def test_driving_a_model_steps_it_and_draws_its_records(view, browser, tmp_path)
     for step in (1, 2):
         button(browser, "STEP").click()
         wait.until(lambda b, step=step: f"Step: {step}" in text(b))
-    wait.until(lambda b: figures(b) >= 4)  # graph, curves, p_violate, updates
+    wait.until(lambda b: figures(b) >= 5)  # graph, curves, p_violate, updates, guard
     screenshot(browser, "driven")
     (run,) = out.iterdir()
     rounds = pl.read_parquet(run / "rounds.parquet")
@@ -109,12 +109,12 @@ def test_following_a_running_run_shows_its_rounds_as_they_are_recorded(view, bro
         if line and line not in seen:
             seen.append(line)
             if line.startswith("4 of 12"):
-                wait.until(lambda b: figures(b) >= 4)
+                wait.until(lambda b: figures(b) >= 5)
                 screenshot(browser, "following")
         time.sleep(0.2)
     assert sim.wait(timeout=120) == 0, sim.stderr.read()
     assert seen[-1] == "12 of 12 rounds played (complete)", seen
     played = [int(line.split()[0]) for line in seen]
     assert played == sorted(played) and set(played) - {0, 12}, seen  # rounds as they came
-    wait.until(lambda b: figures(b) >= 4)
+    wait.until(lambda b: figures(b) >= 5)
     screenshot(browser, "followed")

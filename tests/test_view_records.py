@@ -8,6 +8,7 @@ from analysis.view import records
 from analysis.view.figures import (
     MAX_DRAWN,
     drawn_agents,
+    guard_figure,
     layout,
     p_violate_figure,
     population_figure,
@@ -54,3 +55,20 @@ def test_above_the_limit_the_graph_drawn_is_a_connected_sample():
     figure = population_figure(layout("test", edges, 5000), last, 5000, "p_violate")
     assert f"{MAX_DRAWN:,} of 5,000 agents" in figure.axes[0].get_title()
     assert p_violate_figure(last.select("round", "p_violate")).axes[0].patches
+
+
+def test_a_guarded_run_shows_proposed_against_executed_violations(tmp_path):
+    guarded, plain = tmp_path / "guarded", tmp_path / "plain"
+    for run, guard in ((guarded, "calibrated"), (plain, "none")):
+        out = sim_run(
+            "backend=reward_following", f"guard={guard}", "run.rounds=3", "run.report=false",
+            "run.progress=false", f"hydra.run.dir={run}",
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+    rates = records.guard_rates(guarded)
+    decisions = pl.read_parquet(guarded / "decisions.parquet")
+    by_round = decisions.group_by("round").agg(pl.col("proposed_violated", "violated").mean())
+    expected = by_round.sort("round").rename({"proposed_violated": "proposed"})
+    assert rates.select("round", "proposed", "executed").rows() == expected.rows()
+    assert len(guard_figure(rates).axes[0].lines) == 3
+    assert records.guard_rates(plain).is_empty()

@@ -22,6 +22,7 @@ from analysis.view import records
 from analysis.view.panels import (
     CurvesPanel,
     DistributionPanel,
+    GuardPanel,
     PopulationPanel,
     RoundStatus,
     UpdatesPanel,
@@ -62,12 +63,13 @@ def FollowPage(path: Path):
         CurvesPanel(path, tick.value)
         DistributionPanel(path / run, tick.value)
         UpdatesPanel(path, tick.value)
+        GuardPanel(path, tick.value)
 
 
 def live_components() -> list:
     """The panels of a model's own records, as Mesa components (redrawn every step; Mesa's
     sidebar shows the step, which is the rounds played)."""
-    panels = (PopulationPanel, CurvesPanel, DistributionPanel, UpdatesPanel)
+    panels = (PopulationPanel, CurvesPanel, DistributionPanel, UpdatesPanel, GuardPanel)
     return [
         (lambda model, panel=panel: panel(Path(model.run_dir), model.steps), 0) for panel in panels
     ]

@@ -1,5 +1,6 @@
 """The live view's own figures: the population graph, the p_violate distribution, the
-weight updates. Built without pyplot, like `analysis.plots`, whose curves it reuses.
+weight updates, a guard's proposed against executed violations. Built without pyplot,
+like `analysis.plots`, whose curves it reuses.
 
 Above `MAX_DRAWN` agents the graph shows a connected sample of them (breadth first from
 random agents), laid out once per run and cached: a spring layout of 10,000 nodes takes
@@ -144,4 +145,30 @@ def updates_figure(updates: pl.DataFrame) -> Figure:
     loss.set_title(f"{title} (mean over owners)")
     if by:
         loss.legend(fontsize=7)
+    return fig
+
+
+def guard_figure(rates: pl.DataFrame) -> Figure:
+    """Per round: the violation rate the agents proposed and the one executed after the
+    guard (dotted: the share of choices it changed)."""
+    fig = _figure(5.0, 3.6)
+    title = "guard: proposed vs executed"
+    if rates.is_empty():
+        return _say(fig, "no guard (guard=none)", title)
+    ax = fig.add_subplot()
+    by = ["run_dir"] if rates.get_column("run_dir").n_unique() > 1 else []
+    for i, (label, rows) in enumerate(group_labels(rates, by)[:MAX_LINES]):
+        x = rows.get_column("round").to_numpy()
+        name = "" if label == "all" else f"{label}: "
+        ax.plot(x, rows.get_column("proposed").to_numpy(), "o--", ms=3, color=COLORS[i],
+                label=f"{name}proposed")  # fmt: skip
+        ax.plot(x, rows.get_column("executed").to_numpy(), "o-", ms=3, color=COLORS[i],
+                label=f"{name}executed")  # fmt: skip
+        ax.plot(x, rows.get_column("changed").to_numpy(), ":", color=COLORS[i], lw=1,
+                label=f"{name}changed by the guard")  # fmt: skip
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("round")
+    ax.set_ylabel("share of decisions")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
     return fig

@@ -14,7 +14,13 @@ import solara
 
 from analysis.plots import plot_tipping_curves
 from analysis.view import records
-from analysis.view.figures import layout, p_violate_figure, population_figure, updates_figure
+from analysis.view.figures import (
+    guard_figure,
+    layout,
+    p_violate_figure,
+    population_figure,
+    updates_figure,
+)
 
 COLOR_BY = ["last choice", "p_violate"]
 ALL = "all agents"
@@ -86,6 +92,13 @@ def DistributionPanel(run: Path, tick: int):
         return p_violate_figure(records.rounds_of(run, sorted({0, t})))
 
     _png(solara.use_memo(draw, [run, tick]), [run, tick])
+
+
+@solara.component
+def GuardPanel(path: Path, tick: int):
+    _png(
+        solara.use_memo(lambda: guard_figure(records.guard_rates(path)), [path, tick]), [path, tick]
+    )
 
 
 @solara.component

@@ -92,6 +92,24 @@ def graph(run: Path) -> pl.DataFrame:
     return pl.read_parquet(file) if file.exists() else pl.DataFrame(schema=GRAPH)
 
 
+def guard_rates(path: Path) -> pl.DataFrame:
+    """Per run and round of a guarded run: violation rate proposed (the agents' own
+    choices) and executed (after the guard), and the share the guard changed. Empty
+    without a guard (its columns are null then)."""
+    return (
+        scan_decisions(path)
+        .filter(pl.col("proposed_violated").is_not_null())
+        .group_by("run_dir", "round")
+        .agg(
+            proposed=pl.col("proposed_violated").mean(),
+            executed=pl.col("violated").mean(),
+            changed=pl.col("guard_changed").mean(),
+        )
+        .sort("run_dir", "round")
+        .collect()
+    )
+
+
 def updates(path: Path) -> pl.DataFrame:
     """The runs' LoRA updates: run_dir, round, owner, version, loss, kl, ..."""
     return scan_updates(path).collect()
