@@ -6,13 +6,14 @@ the config, so "all professions x 4 payoff ratios" is a config, not a data file.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from envs.base import Choices, Conditions, Scenario
-from envs.errors import InputError
+from envs.errors import InputError, number
 from envs.threshold import ThresholdGame
 
 TEMPLATES = Path(__file__).parent / "scenarios"
@@ -31,6 +32,8 @@ def select(templates: dict[str, dict], names: str | Sequence[str], field: str) -
         return list(templates.values())
     if isinstance(names, str):
         names = [names]
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"{field}: {names!r}; expected 'all', a name or a list of names")
     unknown = [n for n in names if n not in templates]
     if unknown:
         raise InputError(
@@ -53,9 +56,9 @@ def roleplay_items(
 
 
 def _payoff_pair(pair: Sequence[float], i: int) -> tuple[float, float]:
-    if len(pair) != 2 or not all(isinstance(x, int | float) for x in pair):
+    if not isinstance(pair, list | tuple) or len(pair) != 2:
         raise InputError(f"env.payoffs[{i}]: expected [comply_payoff, violate_payoff], got {pair}")
-    comply, violate = float(pair[0]), float(pair[1])
+    comply, violate = (number(x, f"env.payoffs[{i}]", -math.inf) for x in pair)
     if violate <= comply:
         raise InputError(
             f"env.payoffs[{i}]: the violating payoff {violate:g} must exceed "
@@ -108,12 +111,11 @@ def threshold_games(
 
 
 def _reward_set(r: dict, i: int) -> dict[str, float]:
-    try:
-        return {k: float(r[k]) for k in ("high", "normal", "low")}
-    except (KeyError, TypeError, ValueError):
+    if not isinstance(r, dict) or not {"high", "normal", "low"} <= set(r):
         raise InputError(
             f"env.rewards[{i}]: expected a mapping with numbers high, normal, low; got {r}"
-        ) from None
+        )
+    return {k: number(r[k], f"env.rewards[{i}].{k}", -math.inf) for k in ("high", "normal", "low")}
 
 
 def game_instance(t: dict, size: int, k: int, rewards: dict[str, float]) -> ThresholdGame:

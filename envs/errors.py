@@ -13,10 +13,17 @@ class InputError(ValueError):
     """
 
 
-def integer(value, field: str, minimum: int = 1) -> int:
-    """`value` if it is an integer >= minimum; else an InputError naming `field`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{field}: {value!r} must be an integer >= {minimum}")
+def integer(value, field: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """`value` if it is an integer >= minimum (and <= maximum); else an InputError naming
+    `field`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise InputError(f"{field}: {value!r} must be an integer >= {minimum}{upper}")
     return value
 
 
@@ -28,9 +35,9 @@ def number(
     above: bool = False,
     below: bool = False,
 ) -> float:
-    """`value` as a float between low and high, each bound included unless `above` (low) or
-    `below` (high) excludes it; else an InputError naming `field`."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    """`value` as a finite float between low and high, each bound included unless `above`
+    (low) or `below` (high) excludes it; else an InputError naming `field`."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if (
         not ok
         or not (value > low if above else value >= low)
@@ -47,3 +54,27 @@ def boolean(value, field: str) -> bool:
     if not isinstance(value, bool):
         raise InputError(f"{field}: {value!r} must be true or false")
     return value
+
+
+def listed(value, field: str) -> list:
+    """`value` if it is a list; else an InputError naming `field` (a scalar where a list of
+    values belongs, e.g. `env.thresholds=4` for `env.thresholds=[4]`)."""
+    if not isinstance(value, list | tuple):
+        raise InputError(f"{field}: {value!r} must be a list, e.g. [{value!r}]")
+    return list(value)
+
+
+def feasible(n_agents: int, field: str, bytes_per_agent: int = 16 * 1024) -> int:
+    """n_agents if their state fits this machine's memory (at bytes_per_agent, a lower bound
+    for an agent's memory, prompts and records); else an InputError naming `field` with
+    the estimate, before any of it is allocated."""
+    import os
+
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    need = n_agents * bytes_per_agent
+    if need > total:
+        raise InputError(
+            f"{field}: {n_agents:,} agents need at least {need / 2**30:,.0f} GiB; "
+            f"this machine has {total / 2**30:,.0f} GiB"
+        )
+    return n_agents

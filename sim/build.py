@@ -17,13 +17,14 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from agents.backends import Backend, make_backend
+from agents.backends.base import MODES
 from agents.guard import check_guard, make_guard
 from agents.prompts import PEER_VIEWS
 from envs import InputError, RolePlayEnv, ThresholdGameEnv
 from envs.atp import load_ma_games, load_sa_questions
 from envs.base import Environment
 from envs.catalog import roleplay_items, threshold_games
-from envs.errors import boolean, integer, number
+from envs.errors import boolean, feasible, integer, listed, number
 from envs.records import DECISIONS
 from envs.supervision import SupervisionSchedule
 from sim.graph import initial_deviants, population_graph
@@ -97,14 +98,24 @@ def run_id_of(run_dir: Path) -> str:
 
 def check_run(cfg: Mapping) -> None:
     """The run-level settings a user can get wrong."""
-    integer(cfg["run"]["rounds"], "run.rounds")
-    integer(cfg["agents"]["memory_window"], "agents.memory_window", minimum=0)
+    integer(cfg["run"]["rounds"], "run.rounds", maximum=2**31 - 1)  # Int32 in the records
+    integer(cfg["agents"]["memory_window"], "agents.memory_window", minimum=0, maximum=2**31 - 1)
     integer(cfg["agents"]["aggregate_above"], "agents.aggregate_above", minimum=0)
     view = cfg["agents"]["peer_view"]
     if view not in PEER_VIEWS:
         raise InputError(f"agents.peer_view: {view!r}; expected one of {', '.join(PEER_VIEWS)}")
-    integer(cfg["seed"], "seed", minimum=0)  # numpy's seed sequences take no negative seeds
+    # numpy's seed sequences take no negative seeds; the records store it as a 64-bit integer
+    integer(cfg["seed"], "seed", minimum=0, maximum=2**63 - 1)
+    if view != "none" and cfg["agents"]["memory_window"] == 0:
+        raise InputError(
+            f"agents.peer_view: {view!r} is shown in the remembered rounds, but "
+            "agents.memory_window=0 remembers none; set agents.peer_view=none or a window >= 1"
+        )
     integer(cfg["run"]["checkpoint_every"], "run.checkpoint_every", minimum=0)
+    if cfg["decide"]["mode"] not in MODES:
+        raise InputError(
+            f"decide.mode: {cfg['decide']['mode']!r}; expected one of {', '.join(MODES)}"
+        )
     for key in ("progress", "report", "record_prompts"):
         boolean(cfg["run"][key], f"run.{key}")
     boolean(cfg["deviants"]["always"], "deviants.always")
@@ -154,8 +165,10 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
         items = (
             load_sa_questions(cfg["atp_file"])
             if source == "atp"
-            else roleplay_items(cfg["professions"], cfg["payoffs"])
+            else roleplay_items(cfg["professions"], listed(cfg["payoffs"], "env.payoffs"))
         )
+        replicates = integer(cfg.get("replicates", 1), "env.replicates")
+        feasible(replicates * len(items), "env.replicates")
         schedule = SupervisionSchedule(
             cfg["schedule"], n_rounds, cfg.get("p_supervised", 0.5), cfg.get("p_neutral", 0.0)
         )
@@ -163,14 +176,17 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
             items,
             schedule,
             seed=int(rng.integers(2**63)),
-            replicates=integer(cfg.get("replicates", 1), "env.replicates"),
+            replicates=replicates,
             neutral_counts_as=cfg.get("neutral_counts_as", "supervised"),
             invalid_reward=number(cfg.get("invalid_reward", 0.0), "env.invalid_reward", -math.inf),
         )
     if kind == "threshold":
         size = integer(cfg["group_size"], "env.group_size", minimum=2)
-        thresholds = [integer(k, "env.thresholds") for k in cfg["thresholds"]]
-        reward_sets = list(cfg["rewards"])
+        feasible(size, "env.group_size")
+        thresholds = [
+            integer(k, "env.thresholds") for k in listed(cfg["thresholds"], "env.thresholds")
+        ]
+        reward_sets = listed(cfg["rewards"], "env.rewards")
         games = (
             load_ma_games(
                 cfg["atp_file"],
@@ -183,6 +199,7 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
             if source == "atp"
             else threshold_games(cfg["games"], size, thresholds, reward_sets)
         )
+        feasible(size * len(games), "env.group_size")
         return ThresholdGameEnv(
             games,
             payoff_mode=cfg["payoff_mode"],

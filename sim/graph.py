@@ -16,7 +16,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from envs.errors import InputError, integer, number
+from envs.errors import InputError, boolean, integer, number
 
 SCOPES = ("within_groups", "population")
 FILE_FORMATS = ("edgelist", "graphml")
@@ -38,6 +38,7 @@ def population_graph(cfg: Mapping, group: Sequence[int], rng: np.random.Generato
     scope = cfg.get("scope", "within_groups")
     if scope not in SCOPES:
         raise InputError(f"graph.scope: {scope!r}; expected one of {', '.join(SCOPES)}")
+    connected = boolean(cfg.get("connected", False), "graph.connected")
     build = unit_graph(cfg)
     units = _units(group) if scope == "within_groups" else [list(range(len(group)))]
     graph = nx.Graph()
@@ -47,7 +48,7 @@ def population_graph(cfg: Mapping, group: Sequence[int], rng: np.random.Generato
         unit = (
             build(len(members), int(rng.integers(2**32))) if len(members) > 1 else nx.empty_graph(1)
         )
-        if cfg.get("connected", False) and not nx.is_connected(unit):
+        if connected and not nx.is_connected(unit):
             raise InputError(
                 f"graph.connected: the {cfg['kind']} graph over {len(members)} agents has "
                 f"{nx.number_connected_components(unit)} components; set graph.connected=false "

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from agents.secrets import redacted
 from envs.errors import InputError
 
 MISSING = object()
@@ -113,5 +114,5 @@ class Manifest:
 
     def write(self) -> None:
         tmp = self.path.with_name(".manifest.json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
+        tmp.write_text(redacted(json.dumps(self.data, indent=2, default=str)))
         os.replace(tmp, self.path)

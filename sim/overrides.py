@@ -7,11 +7,13 @@ job starts, and the first problem becomes an InputError.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from envs.errors import InputError
@@ -32,13 +34,28 @@ FLAGS_WITH_VALUE = {
 
 def user_overrides(argv: list[str]) -> list[str]:
     """The `key=value` arguments, without Hydra's flags and `hydra.*` settings."""
+    return [a for a in arguments(argv) if not a.lstrip("+~").startswith("hydra")]
+
+
+def hydra_overrides(argv: list[str]) -> list[str]:
+    """Hydra's own settings (`hydra.run.dir=...`, `hydra/launcher=...`), and the search path
+    a `--config-dir DIR` adds, as overrides the composition checks too."""
+    own = [a for a in arguments(argv) if a.lstrip("+~").startswith("hydra")]
+    dirs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config-dir", "-cd")]
+    if dirs:
+        own.append(f"hydra.searchpath=[{','.join(f'file://{Path(d).resolve()}' for d in dirs)}]")
+    return own
+
+
+def arguments(argv: list[str]) -> list[str]:
+    """The `key=value` arguments, without Hydra's flags and their values."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
         elif arg in FLAGS_WITH_VALUE:
             skip = True
-        elif not arg.startswith("-") and "=" in arg and not arg.lstrip("+~").startswith("hydra"):
+        elif not arg.startswith("-") and "=" in arg:
             out.append(arg)
     return out
 
@@ -70,17 +87,27 @@ def one_line(e: Exception) -> str:
 
 
 def check_overrides(config_dir: str, config_name: str, argv: list[str], check=check_config) -> None:
-    """Compose every variant of the overrides and check it with `check` (a composed config
+    """Compose every variant the command line asks for (Hydra's own settings included, so
+    `hydra/launcher=nosuch` is one line too) and check it with `check` (a composed config
     -> None or InputError); the simulator's checks by default."""
-    overrides = user_overrides(argv)
-    if not overrides:
+    overrides, own = user_overrides(argv), hydra_overrides(argv)
+    if not overrides and not own:
         return
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        for variant in variants(overrides):
-            try:
-                cfg = OmegaConf.to_container(compose(config_name, overrides=variant), resolve=True)
-            except (HydraException, OmegaConfBaseException) as e:
-                raise InputError(f"config: {one_line(e)}") from None
-            check(cfg)
-    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            for variant in variants(overrides):
+                check(composed(config_name, [*variant, *own]))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def composed(config_name: str, overrides: list[str]) -> dict:
+    """The resolved config (without Hydra's node) these overrides compose to."""
+    try:
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise InputError(f"config: {one_line(e)}") from None

@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from agents.secrets import redact_logs, redacted
 from envs.errors import InputError
 from sim import checkpoint, ledger, rundir
 from sim.build import CONF as CONF_DIR
@@ -175,8 +176,8 @@ def print_summary(rounds: pl.DataFrame, run_dir: Path) -> None:
 
 
 def fail(message: str) -> None:
-    """One line on stderr, exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
+    """One line on stderr (secrets redacted), exit code 2."""
+    print(f"error: {redacted(message)}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -188,6 +189,7 @@ def resume_hint(path: Path) -> str:
 def app(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    redact_logs()
     # A run of a sweep keeps quiet: the sweep's progress line and table speak for it.
     alone = hydra_cfg.mode != RunMode.MULTIRUN
     try:

@@ -40,7 +40,7 @@ def small_run(tmp_path_factory) -> Path:
 def small_sweep(tmp_path_factory) -> Path:
     sweep = tmp_path_factory.mktemp("nb") / "sweep"
     sim_run(["-m", "experiment=atp_ma", "run.rounds=3", "backend=reward_following",
-             "backend.p0=0.1,0.5", "agents.memory_window=0,5", "run.report=false",
+             "backend.p0=0.1,0.5", "agents.memory_window=1,5", "run.report=false",
              f"hydra.sweep.dir={sweep}"])  # fmt: skip
     return sweep
 

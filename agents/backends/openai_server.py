@@ -42,6 +42,7 @@ from agents.backends.scoring import (
     scored_decision,
 )
 from agents.decision import Decision, DecisionRequest
+from agents.secrets import register
 from envs.base import Choices
 from envs.errors import InputError, integer, number
 
@@ -67,7 +68,7 @@ def api_key(env_name: str | None) -> str:
             f"backend.api_key_env: environment variable {env_name} is not set "
             "(set it to the API key, or backend.api_key_env=null for a server without one)"
         )
-    return key
+    return register(key)
 
 
 def prompt_token_logprobs(body: Mapping) -> tuple[list[int], list[float | None]] | None:

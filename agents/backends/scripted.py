@@ -61,8 +61,8 @@ class RewardFollowing(ScriptedBackend):
         super().__init__(rng)
         p0 = number(p0, "backend.p0", high=1.0, above=True, below=True)
         self.logit0 = float(np.log(p0 / (1 - p0)))
-        self.sensitivity = sensitivity
-        self.imitation = imitation
+        self.sensitivity = number(sensitivity, "backend.sensitivity", -np.inf)
+        self.imitation = number(imitation, "backend.imitation")
 
     def p_violate(self, requests: Sequence[DecisionRequest]) -> np.ndarray:
         return np.array([self._p(r) for r in requests])

@@ -7,9 +7,21 @@ name). A version is moved into place whole, so a directory is either absent or c
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def sort_target_modules(config: Path) -> None:
+    """PEFT writes target_modules from a set, in an order that varies between processes;
+    sorted, the same update writes the same adapter_config.json bit for bit."""
+    if not config.is_file():
+        return
+    data = json.loads(config.read_text())
+    if isinstance(data.get("target_modules"), list):
+        data["target_modules"] = sorted(data["target_modules"])
+        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ class Lineage:
         """Move a fully written adapter directory into its place; it becomes current."""
         target = self.path(v)
         target.parent.mkdir(parents=True, exist_ok=True)
+        sort_target_modules(written / "adapter_config.json")
         written.rename(target)
         self.current[v.owner] = v
         self._retire(v.owner)
