@@ -141,3 +141,14 @@ def test_bad_guard_settings_are_one_error_line(tmp_path, args, field):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_guarded_run_reports_its_guard(tmp_path):
+    from analysis.report import write_report
+
+    play(config(position="execution", feedback="counterfactual"), tmp_path, rounds=3)
+    out = write_report(tmp_path, n_boot=20)
+    assert (out / "guard.png").exists()
+    per_round = pl.read_csv(out / "tables" / "guard.csv")
+    assert per_round.height == 3
+    assert (per_round["proposed_violation"] >= per_round["executed_violation"] - 0.1).all()
