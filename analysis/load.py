@@ -91,10 +91,14 @@ def read_manifest(run: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         warnings.warn(f"{path}: unreadable manifest ({e}); scanning without it", stacklevel=2)
         return {}
+    if not isinstance(data, dict):
+        warnings.warn(f"{path}: not a manifest (a JSON object); scanning without it", stacklevel=2)
+        return {}
+    return data
 
 
 def _dig(config: dict, dotted: str):

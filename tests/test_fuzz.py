@@ -5,11 +5,15 @@ and no run marked complete. The simulator runs in this process (sim.run.main) wi
 scripted `fixed` backend, so a case costs a composition, not an interpreter.
 """
 
+import contextlib
+import io
 import json
 import math
 import shutil
+import subprocess
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -250,7 +254,7 @@ def test_damaged_run_files_are_refused_on_resume(tmp_path, finished_run, how):
 
 
 def test_the_table_is_large():
-    n = len(CONFIG) + len(list(data_cases())) + len(RUN_FILES)
+    n = len(CONFIG) + len(list(data_cases())) + len(RUN_FILES) + len(REPORT)
     assert n >= 150, n
 
 
@@ -293,3 +297,89 @@ def test_an_experiment_in_a_config_dir_is_found(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads((run_dir / "manifest.json").read_text())["seed"] == 5
+
+
+def report_input(run_dir: Path, how: str) -> Path:
+    """A copy of a finished run damaged for the report; returns the PATH to report on."""
+    part = run_dir / "decisions.parquet" / "part-00001.parquet"
+    match how:
+        case "no_such_dir":
+            return run_dir / "nowhere"
+        case "a_file":
+            return run_dir / "manifest.json"
+        case "empty_dir":
+            empty = run_dir / "empty"
+            empty.mkdir()
+            return empty
+        case "part_garbage":
+            part.write_bytes(b"garbage")
+        case "part_empty":
+            part.write_bytes(b"")
+        case "part_other_schema":
+            pl.DataFrame({"x": [1]}).write_parquet(part)
+        case "part_truncated":
+            part.write_bytes(part.read_bytes()[:-30])
+    return run_dir
+
+
+REPORT = [
+    "no_such_dir",
+    "a_file",
+    "empty_dir",
+    "part_garbage",
+    "part_empty",
+    "part_other_schema",
+    "part_truncated",
+]
+
+
+@pytest.mark.parametrize("how", REPORT)
+def test_bad_report_input_is_one_line(tmp_path, finished_run, how):
+    from analysis.report.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    path = report_input(run_dir, how)
+    before = tree(tmp_path)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main([str(path), "--n-boot=0"])
+    out = subprocess.CompletedProcess([], code, "", err.getvalue())
+    check_refused(out, tmp_path, before)
+    assert tree(tmp_path) == before
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+SA_FIELDS = ("environment", "system_prompt", "user_prompt", "supervised_choice", "better_choice")
+
+
+@settings(max_examples=150, suppress_health_check=list(HealthCheck), deadline=None)
+@given(
+    items=st.lists(
+        st.dictionaries(st.sampled_from([*SA_FIELDS, "params", "format_example"]), JSON),
+        max_size=3,
+    )
+    | JSON
+)
+def test_atp_loaders_either_load_or_name_the_problem(tmp_path_factory, items):
+    """Any JSON an ATP file may hold: the loaders return games/scenarios or an InputError
+    naming the file, never another exception."""
+    from envs.atp import load_ma_games, load_sa_questions
+
+    path = tmp_path_factory.mktemp("atp") / "items.json"
+    path.write_text(json.dumps(items))
+    rewards = [{"high": 1.2, "normal": 1.0, "low": 0.8}]
+    for load in (
+        lambda: load_sa_questions(path),
+        lambda: load_ma_games(path, 4, [2], rewards, "multiplicative"),
+    ):
+        try:
+            load()
+        except InputError as e:
+            assert str(path) in str(e) or "items.json" in str(e)

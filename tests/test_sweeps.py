@@ -58,11 +58,13 @@ def test_joblib_multirun_writes_one_run_per_job_and_reruns_do_nothing(tmp_path):
     assert "4/4" in out.stderr and "#3 seed=1 env.thresholds=[6] complete" in out.stderr
     assert "Launching jobs" not in out.stdout + out.stderr
 
-    before = mtimes(sweep)
+    before, multirun = mtimes(sweep), (sweep / "multirun.yaml").read_bytes()
     again = sim_run(f"resume={sweep}")
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("already complete") == 4
     assert mtimes(sweep) == before
+    assert (sweep / "multirun.yaml").read_bytes() == multirun  # not rewritten by the resume
+    assert "JoblibLauncher" in (sweep / "0" / ".hydra" / "hydra.yaml").read_text()  # kept
 
 
 def test_submitit_local_runs_a_two_job_sweep(tmp_path):

@@ -8,8 +8,30 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analysis.load import NoRunError
+import polars as pl
+import pyarrow as pa
+
+from analysis.load import NoRunError, find_runs
 from analysis.report import UnknownColumnError, write_report
+
+# Columns every recorded decision part has had, in every version of the records.
+CORE = ("run_id", "round", "agent", "choice", "violated", "p_violate", "reward")
+
+
+def check_records(path: str) -> None:
+    """Each run's decision parts are Parquet files with the core columns; else NoRunError
+    naming the first one that is not, before the report reads anything."""
+    for run in find_runs(path):
+        for part in sorted((run / "decisions.parquet").glob("part-*.parquet")):
+            try:
+                names = pl.read_parquet_schema(part)
+            except (pl.exceptions.PolarsError, OSError) as e:
+                raise NoRunError(
+                    f"{part}: not a readable Parquet file ({type(e).__name__})"
+                ) from None
+            missing = [c for c in CORE if c not in names]
+            if missing:
+                raise NoRunError(f"{part}: not a decision record (no {', '.join(missing)})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,12 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.n_boot < 0:
         parser.error(f"argument --n-boot: {args.n_boot} must be >= 0 (0: no intervals)")
     try:
+        check_records(args.path)
         out = write_report(args.path, level=args.level, n_boot=args.n_boot, by=by)
     except (NoRunError, UnknownColumnError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: {args.path}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except (pl.exceptions.PolarsError, pa.ArrowException) as e:  # damaged or foreign records
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(
+            f"error: {args.path}: unreadable records ({type(e).__name__}: {first})", file=sys.stderr
+        )
         return 2
     print(out / "index.html")
     return 0
