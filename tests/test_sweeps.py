@@ -1,11 +1,16 @@
 """Sweeps: Hydra multirun in parallel (joblib) and through submitit, rerun without work."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import polars as pl
 
-from tests.helpers import sim_run
+from tests.helpers import ROOT, sim_run
 
 ARGS = [
     "experiment=atp_ma",
@@ -76,3 +81,27 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path):
     found = runs(sweep)
     assert sorted(found) == ["0", "1"]
     assert all(m["status"] == "complete" and m["rounds_completed"] == 3 for m in found.values())
+
+
+def test_ctrl_c_interrupts_a_laptop_sweep_with_one_resume_line(tmp_path):
+    """SIGINT to the terminal's process group (the parent and its joblib workers)."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.run", "-m", "hydra/launcher=laptop", "backend=fixed"]
+        + ["run.progress=false", "run.report=false", "run.rounds=100000", "seed=0,1"]
+        + [f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(sweep.glob("*/decisions.parquet/part-00002*"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert f"interrupted: continue with  python -m sim.run resume={sweep}" in err
+    assert err.count("interrupted:") == 1 and "Traceback" not in err
+    assert {m["status"] for m in runs(sweep).values()} == {"interrupted"}
