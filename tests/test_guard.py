@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from agents.decision import Decision, DecisionRequest
 from agents.guard.calibrated import CalibratedGuard
 from envs.records import DECISIONS, GUARD
 from sim import checkpoint
@@ -133,6 +134,8 @@ def test_resumed_guarded_run_equals_uninterrupted(tmp_path):
         (["guard=calibrated", "guard.feedback=later"], "guard.feedback"),
         (["guard=calibrated", "guard.catch_rate=1.5"], "guard.catch_rate"),
         (["guard=calibrated", "guard.name=oracle"], "guard.name"),
+        (["guard=model", "guard.mode=sing"], "guard.mode"),
+        (["guard=model", "guard.backend.name=oracle"], "guard.backend.name"),
     ],
 )
 def test_bad_guard_settings_are_one_error_line(tmp_path, args, field):
@@ -152,3 +155,69 @@ def test_a_guarded_run_reports_its_guard(tmp_path):
     per_round = pl.read_csv(out / "tables" / "guard.csv")
     assert per_round.height == 3
     assert (per_round["proposed_violation"] >= per_round["executed_violation"] - 0.1).all()
+
+
+def test_correction_pairs_prefer_the_guards_label():
+    from agents.evolution.buffer import Sample
+    from agents.evolution.data import correction_examples
+    from agents.guard.aligner import guard_request
+    from envs.base import Choices
+
+    choices = Choices("comply", "violate")
+    request = guard_request(
+        DecisionRequest(0, None, [{"role": "user", "content": "Q?"}], choices),
+        Decision("violate", 0.9, '{"choice": "violate"}'),
+    )
+    assert request.messages[0]["content"].startswith("BEGINNING OF CONVERSATION: USER: Edit")
+    assert 'Q? | {"choice": "violate"} ASSISTANT:' in request.messages[0]["content"]
+    kept = Sample("population", request, True, 3.0, 0.9, 0, "s", preferred=0)
+    plain = Sample("population", request, True, 3.0, 0.9, 0, "s")
+    [example] = correction_examples([kept, plain])
+    assert example.label == 0 and example.weight == 1.0 and example.sample is kept
+
+
+@pytest.mark.slow
+def test_the_organism_as_an_aligner_guard_at_training(tmp_path):
+    """The organism prompted in Aligner's format reviews an evolving organism's answers;
+    at position=training its corrections become preference pairs of the weight updates."""
+    cfg = compose(
+        ["guard=model", "evolution=pg"],
+        {
+            "run": {"rounds": 2},
+            "env": {"professions": ["delivery_courier", "loan_officer"]},
+            "guard": {"position": "training"},
+            "evolution": {"sharing": "shared"},
+        },
+    )
+    model = build_run(cfg, tmp_path)
+    model.guard.backend.__class__ = counting(type(model.guard.backend))
+    model.guard.backend.calls = []
+    for _ in range(2):
+        model.step()
+    assert model.guard.backend.calls == [8, 8]  # one batch of every agent's answer per round
+    d = records(tmp_path)
+    valid = d.filter(pl.col("proposed").is_not_null())
+    assert valid["guard_p_correct"].is_between(0.0, 1.0).all()
+    assert (d["reward"] == d.select(paid_for_proposal())["paid"]).all()
+    assert pl.read_parquet(tmp_path / "updates.parquet").height == 2
+
+
+def counting(cls):
+    """A subclass of the backend class `cls` that counts the requests of each call."""
+
+    class Counting(cls):
+        def decide(self, requests, mode):
+            self.calls.append(len(requests))
+            return super().decide(requests, mode)
+
+    return Counting
+
+
+def paid_for_proposal() -> pl.Expr:
+    """At training, the unsupervised role-play pays the proposal's payoff."""
+    return (
+        pl.when(pl.col("proposed_violated"))
+        .then(pl.col("payoff_violate"))
+        .otherwise(pl.col("payoff_comply"))
+        .alias("paid")
+    )

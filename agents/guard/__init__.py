@@ -1,6 +1,7 @@
 """Guards: an Aligner-style corrector between the agents' decisions and the world.
 
-`guard.name`: none (no guard stage) | calibrated (set catch and false-edit rates).
+`guard.name`: none (no guard stage) | calibrated (set catch and false-edit rates) |
+model (any backend prompted in Aligner's format, agents/guard/aligner.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 from agents.guard.base import FEEDBACK, POSITIONS, Guard, Review
 from envs.errors import InputError, number
 
-KINDS = ("none", "calibrated")
+KINDS = ("none", "calibrated", "model")
 
 
 def check_guard(cfg: Mapping | None) -> None:
@@ -30,6 +31,22 @@ def check_guard(cfg: Mapping | None) -> None:
     if name == "calibrated":
         for key in ("catch_rate", "false_edit_rate"):
             number(cfg.get(key), f"guard.{key}", low=0.0, high=1.0)
+    if name == "model":
+        check_model_guard(cfg)
+
+
+def check_model_guard(cfg: Mapping) -> None:
+    from agents.backends import BACKENDS
+
+    backend = cfg.get("backend")
+    if not isinstance(backend, Mapping) or backend.get("name") not in BACKENDS:
+        got = backend.get("name") if isinstance(backend, Mapping) else backend
+        raise InputError(
+            f"guard.backend.name: {got!r}; expected one of {', '.join(BACKENDS)} "
+            "(e.g. guard/backend=hf guard.backend.model.path=DIR)"
+        )
+    if cfg.get("mode") not in ("score", "generate"):
+        raise InputError(f"guard.mode: {cfg.get('mode')!r}; expected score or generate")
 
 
 def make_guard(cfg: Mapping | None, rng: np.random.Generator) -> Guard | None:
@@ -38,6 +55,10 @@ def make_guard(cfg: Mapping | None, rng: np.random.Generator) -> Guard | None:
     if not cfg or cfg.get("name", "none") == "none":
         return None
     position, feedback = cfg["position"], cfg["feedback"]
+    if cfg["name"] == "model":
+        from agents.guard.aligner import model_guard
+
+        return model_guard(cfg, position, feedback, rng)
     from agents.guard.calibrated import calibrated_guard
 
     return calibrated_guard(cfg, position, feedback, rng)
