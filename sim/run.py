@@ -98,6 +98,8 @@ def play(cfg: dict, run_dir: Path, overrides: list[str]) -> pl.DataFrame:
         return play_with(cfg, run_dir, overrides, previous, model)
     finally:
         model.backend.close()
+        if model.guard is not None:
+            model.guard.close()
 
 
 def play_with(cfg, run_dir, overrides, previous, model: TippingModel) -> pl.DataFrame:
