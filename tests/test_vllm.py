@@ -230,6 +230,42 @@ def test_sim_run_on_vllm_records_what_hf_records(checkpoint, tmp_path):
     assert got["p_violate"].to_list() == pytest.approx(want["p_violate"].to_list(), abs=1e-3)
 
 
+@engine_test
+@pytest.mark.parametrize("objective", ["pg", "dpo", "sft"])
+def test_evolution_next_to_the_engine_follows_the_trajectory_hf_follows(
+    objective, checkpoint, tmp_path
+):
+    """LoRA updates every round, one adapter per agent: vLLM decides with each new
+    version from the next round, and p_violate round by round is backend=hf's."""
+    args = ["experiment=atp_sa", "env.professions=[delivery_courier,loan_officer]"]
+    args += ["env.payoffs=[[1,2]]", "run.rounds=3", "decide.mode=score", *QUIET]
+    args += [f"evolution={objective}", "evolution.every=1", "evolution.sharing=per_agent"]
+    vllm_out = sim_run(
+        *args,
+        "backend=vllm",
+        f"backend.model={checkpoint}",
+        *CPU,
+        f"hydra.run.dir={tmp_path / 'vllm'}",
+        timeout=600,
+    )
+    assert vllm_out.returncode == 0, vllm_out.stderr[-2000:]
+    hf_out = sim_run(
+        *args,
+        "backend=hf",
+        f"backend.model.path={checkpoint}",
+        "backend.model.dtype=float32",
+        f"hydra.run.dir={tmp_path / 'hf'}",
+    )
+    assert hf_out.returncode == 0, hf_out.stderr[-2000:]
+    got, want = (pl.read_parquet(tmp_path / n / "decisions.parquet") for n in ("vllm", "hf"))
+    assert got["adapter"].to_list() == want["adapter"].to_list()
+    assert got["p_violate"].to_list() == pytest.approx(want["p_violate"].to_list(), abs=1e-3)
+    trained = pl.read_parquet(tmp_path / "vllm" / "updates.parquet")["name"].to_list()
+    assert trained == pl.read_parquet(tmp_path / "hf" / "updates.parquet")["name"].to_list()
+    last = got.filter(pl.col("round") == 2)["adapter"].to_list()
+    assert last and set(last) <= set(trained)  # the last round ran on trained versions
+
+
 def engine_processes(pid: int) -> list:
     """The vLLM engine's processes under `pid` (named VLLM::EngineCore, VLLM::Worker)."""
     import psutil

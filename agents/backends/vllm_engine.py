@@ -40,8 +40,10 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from agents.backends.adapters import AdapterRegistry
+from agents.backends.adapters import AdapterRegistry, AdapterTable
 from agents.backends.base import Backend
+from agents.backends.label_scorer import LabelScorer
+from agents.backends.loading import load_checkpoint, resolve_device, resolve_dtype
 from agents.backends.scoring import (
     ServedModelError,
     common_prefix_length,
@@ -158,6 +160,20 @@ def answer_steps(pair: Sequence[Sequence[int]]) -> list[list[tuple[tuple[int, ..
     return [[(tuple(ids[:j]), ids[j]) for j in range(start, len(ids))] for ids in pair]
 
 
+class TrainingCopy(LabelScorer):
+    """The engine's base model in transformers, where LoRA updates train (vLLM's engine
+    does not train). Where vLLM can sleep, the engine sleeps while the copy computes and
+    wakes up at its next round, so both fit on one GPU."""
+
+    def __init__(self, engine: VLLMEngine, model, tokenizer, template_kwargs: Mapping):
+        super().__init__(AdapterTable(model), tokenizer, template_kwargs)
+        self.engine = engine
+
+    def label_logprob_tensor(self, *args, **kwargs) -> torch.Tensor:
+        self.engine.sleep()
+        return super().label_logprob_tensor(*args, **kwargs)
+
+
 class VLLMEngine(Backend):
     """Decides each round with one `LLM.generate` call, each request with its agent's LoRA."""
 
@@ -194,10 +210,12 @@ class VLLMEngine(Backend):
         self.loras: dict[str | None, object] = {None: None}
         self.scratch: Path | None = None
         if settings.get("enable_lora") and self.vllm.platform.is_cpu():
-            self.scratch = Path(tempfile.mkdtemp(prefix="tiplab-vllm-"))
-            self.loras[None] = self._add_lora(
-                ZERO_ADAPTER, ZERO_ADAPTER_ID, zero_adapter(model, self.scratch / ZERO_ADAPTER)
-            )
+            zero = zero_adapter(model, self.scratch_dir() / ZERO_ADAPTER)
+            self.loras[None] = self._add_lora(ZERO_ADAPTER, ZERO_ADAPTER_ID, zero)
+        self.model = model
+        self.dtype = cfg.get("dtype", "auto")
+        self.copy: TrainingCopy | None = None
+        self.asleep = False
         self.active: list[str | None] = [None]
         self.answers_before_sleep: dict[str | None, list[int]] = {}
 
@@ -205,10 +223,45 @@ class VLLMEngine(Backend):
         self.check_mode(mode)
         if not requests:
             return []
+        self.wake_up()
         self.active = sorted({r.adapter for r in requests}, key=lambda a: a or "")
+        self._load_trained(self.active)
         if mode == "score":
             return self._score(requests)
         return self._generate(requests)
+
+    def trainable(self) -> TrainingCopy:
+        """A transformers copy of the base model (loaded on first use) that LoRA updates
+        train in; their versions reach the engine when agents first ask for them."""
+        if self.copy is None:
+            device = resolve_device("auto")
+            dtype = resolve_dtype("auto" if self.dtype == "auto" else self.dtype, device)
+            model, tokenizer = load_checkpoint(self.model, device, dtype)
+            tokenizer.chat_template = self.tokenizer.chat_template
+            self.copy = TrainingCopy(self, model, tokenizer, self.template_kwargs)
+        return self.copy
+
+    def _load_trained(self, names: Sequence[str | None]) -> None:
+        """Versions the training copy holds that the engine has not loaded: each saved
+        from the copy as it is now (a version's name resolves only while its adapter holds
+        its weights) and loaded under its own name, id and directory."""
+        new = [n for n in names if n is not None and n not in self.adapters.by_name]
+        table = self.copy.adapters if self.copy is not None else None
+        new = [n for n in new if table is not None and n in table]
+        if not new:
+            return
+        out = self.scratch_dir() / "trained"
+        peft = {n: table.peft[n] for n in new}
+        table.model.save_pretrained(out, selected_adapters=sorted(set(peft.values())))
+        for name, adapter in peft.items():
+            (out / adapter).rename(self.scratch_dir() / name)
+        shutil.rmtree(out)
+        self.load_adapters({n: self.scratch_dir() / n for n in new})
+
+    def scratch_dir(self) -> Path:
+        if self.scratch is None:
+            self.scratch = Path(tempfile.mkdtemp(prefix="tiplab-vllm-"))
+        return self.scratch
 
     def _lora(self, adapter: str | None):
         found = self.adapters.get(adapter)
@@ -353,16 +406,18 @@ class VLLMEngine(Backend):
     def sleep(self) -> None:
         """Free the GPU for a LoRA update (level 1: weights to CPU RAM, KV cache dropped);
         nothing where vLLM has no sleep mode (its CPU build)."""
-        if not self.can_sleep:
+        if not self.can_sleep or self.asleep:
             return
         self.answers_before_sleep = self.check_answers()
         self.llm.sleep(level=1)
+        self.asleep = True
 
     def wake_up(self) -> None:
         """Restore the engine, then check that every active adapter still answers as before."""
-        if not self.can_sleep:
+        if not self.asleep:
             return
         self.llm.wake_up()
+        self.asleep = False
         after = self.check_answers()
         changed = [a or "base model" for a in after if after[a] != self.answers_before_sleep[a]]
         if changed:
@@ -370,13 +425,6 @@ class VLLMEngine(Backend):
                 f"backend.vllm: after wake_up, {', '.join(changed)} answer the check prompt "
                 "differently than before sleep; the engine did not restore its weights"
             )
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "adapters": self.adapters.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.load_adapters({a["name"]: Path(a["path"]) for a in state.get("adapters", [])})
 
     def close(self) -> None:
         self.llm = None

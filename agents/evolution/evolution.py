@@ -194,7 +194,7 @@ def make_evolution(
     if scorer is None:
         raise InputError(
             f"evolution.name={cfg['name']}: LoRA updates train the backend's own model; "
-            "use backend=organism or backend=hf"
+            "use backend=organism, hf or vllm"
         )
     check_settings(cfg, scorer.module_names())
     trainer = LoraTrainer(
