@@ -4,7 +4,8 @@ one-line refusals run.
 
 The engine must score as backend=hf does (same prompts, same tokens, float32 within
 1e-3) for the base model and for agents on different LoRA versions in one batch,
-sample reproducibly, take new adapter versions between rounds, and fail in one line.
+sample reproducibly, take new adapter versions between rounds, evolve (pg, dpo, sft) as
+backend=hf does, serve backend=openai as `vllm serve`, and fail in one line.
 vLLM's CPU attention needs a head size of at least 32: the tests use the organism when
 its head is that wide, otherwise a small Llama with the organism's kind of tokenizer.
 """
@@ -205,41 +206,15 @@ def test_a_bad_adapter_is_one_line_and_the_engine_goes_on(engine, checkpoint, tm
 
 
 @engine_test
-def test_sim_run_on_vllm_records_what_hf_records(checkpoint, tmp_path):
-    """A two-round run: vLLM's p_violate equal hf's, round by round, agent by agent."""
-    args = ["experiment=atp_sa", "env.professions=[delivery_courier,loan_officer]"]
-    args += ["env.payoffs=[[1,2]]", "run.rounds=2", "decide.mode=score", *QUIET]
-    vllm_out = sim_run(
-        *args,
-        "backend=vllm",
-        f"backend.model={checkpoint}",
-        *CPU,
-        f"hydra.run.dir={tmp_path / 'vllm'}",
-        timeout=600,
-    )
-    assert vllm_out.returncode == 0, vllm_out.stderr[-2000:]
-    hf_out = sim_run(
-        *args,
-        "backend=hf",
-        f"backend.model.path={checkpoint}",
-        "backend.model.dtype=float32",
-        f"hydra.run.dir={tmp_path / 'hf'}",
-    )
-    assert hf_out.returncode == 0, hf_out.stderr[-2000:]
-    got, want = (pl.read_parquet(tmp_path / n / "decisions.parquet") for n in ("vllm", "hf"))
-    assert got["p_violate"].to_list() == pytest.approx(want["p_violate"].to_list(), abs=1e-3)
-
-
-@engine_test
 @pytest.mark.parametrize("objective", ["pg", "dpo", "sft"])
 def test_evolution_next_to_the_engine_follows_the_trajectory_hf_follows(
     objective, checkpoint, tmp_path
 ):
-    """LoRA updates every round, one adapter per agent: vLLM decides with each new
+    """LoRA updates every round (one population adapter): vLLM decides with each new
     version from the next round, and p_violate round by round is backend=hf's."""
     args = ["experiment=atp_sa", "env.professions=[delivery_courier,loan_officer]"]
-    args += ["env.payoffs=[[1,2]]", "run.rounds=3", "decide.mode=score", *QUIET]
-    args += [f"evolution={objective}", "evolution.every=1", "evolution.sharing=per_agent"]
+    args += ["env.payoffs=[[1,2]]", "run.rounds=4", "decide.mode=score", *QUIET]
+    args += [f"evolution={objective}", "evolution.every=1", "evolution.sharing=shared"]
     vllm_out = sim_run(
         *args,
         "backend=vllm",
@@ -262,8 +237,9 @@ def test_evolution_next_to_the_engine_follows_the_trajectory_hf_follows(
     assert got["p_violate"].to_list() == pytest.approx(want["p_violate"].to_list(), abs=1e-3)
     trained = pl.read_parquet(tmp_path / "vllm" / "updates.parquet")["name"].to_list()
     assert trained == pl.read_parquet(tmp_path / "hf" / "updates.parquet")["name"].to_list()
-    last = got.filter(pl.col("round") == 2)["adapter"].to_list()
-    assert last and set(last) <= set(trained)  # the last round ran on trained versions
+    used = set(got["adapter"].drop_nulls())
+    assert used and used <= set(trained)  # rounds after an update ran on its version
+    assert 0.05 < got["p_violate"].mean() < 0.95  # probabilities, not saturated ones
 
 
 def engine_processes(pid: int) -> list:
