@@ -192,6 +192,8 @@ def app(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     redact_logs()
+    if "joblib" in str(hydra_cfg.launcher.get("_target_", "")):  # the laptop's workers
+        rundir.stop_with_sweep_parent()
     # A run of a sweep keeps quiet: the sweep's progress line and table speak for it.
     alone = hydra_cfg.mode != RunMode.MULTIRUN
     try:
@@ -280,6 +282,8 @@ def main() -> None:
             rundir.lock(target)
     except InputError as e:
         fail(str(e))
+    if sweep:
+        rundir.launching_sweep()
     multirun_yaml = target / "multirun.yaml" if sweep and target else None
     kept = multirun_yaml.read_bytes() if multirun_yaml and multirun_yaml.is_file() else None
     try:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 from envs.errors import InputError
@@ -122,3 +125,33 @@ def only_hydra_files(run_dir: Path) -> bool:
     """Whether run_dir holds nothing but what Hydra writes at a job's start (and our lock)."""
     names = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if not p.is_dir()}
     return names <= {*HYDRA_FILES, LOCK}
+
+
+SWEEP_PARENT = "TIPLAB_SWEEP_PARENT"  # the pid of the process that launched a sweep's workers
+
+
+def launching_sweep() -> None:
+    """Mark this process as a sweep's parent, for the workers its launcher starts."""
+    os.environ[SWEEP_PARENT] = str(os.getpid())
+
+
+def stop_with_sweep_parent(every_s: float = 1.0) -> None:
+    """In a local sweep's worker process (joblib): interrupt the run (as Ctrl-C does) once
+    the process that launched the sweep is gone, so a killed sweep leaves no orphan workers.
+    (Not for cluster jobs: their launching process lives on another machine.)"""
+    parent = int(os.environ.get(SWEEP_PARENT, "0") or 0)
+    if not parent or parent == os.getpid():
+        return
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            except PermissionError:  # alive, another user's: not ours to judge
+                pass
+
+    threading.Thread(target=watch, name="sweep-parent-watch", daemon=True).start()

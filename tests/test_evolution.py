@@ -216,3 +216,35 @@ def test_adapters_trained_together_follow_their_alone_trajectories(organism_path
         for key, w in weights.items():
             torch.testing.assert_close(w, alone[name][key], rtol=1e-4, atol=1e-6, msg=name + key)
             torch.testing.assert_close(w, cramped[name][key], rtol=1e-4, atol=1e-6, msg=name + key)
+
+
+@pytest.mark.slow
+def test_keep_1_runs_killed_mid_update_resume_identically(tmp_path, organism_path):
+    """evolution.keep=1 retires old adapter versions, never the one the checkpoint names."""
+    args = [*SMALL, *EVOLVE, "evolution.keep=1", "run.rounds=5"]
+    whole = tmp_path / "whole"
+    assert sim_run(*args, f"hydra.run.dir={whole}", timeout=900).returncode == 0
+    killed = tmp_path / "killed"
+    for kill_at in (2, 4):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sim.run", *args, f"hydra.run.dir={killed}"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 600
+        parts = killed / "decisions.parquet"
+        while time.time() < deadline and len(list(parts.glob("part-*"))) < kill_at:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    out = sim_run(f"resume={killed}", timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+    def records(run_dir: Path) -> pl.DataFrame:
+        d = pl.read_parquet(run_dir / "decisions.parquet").drop("run_id", "latency_s")
+        return d.sort("round", "agent")
+
+    assert records(killed).equals(records(whole))
+    # keep=1: the newest version, and the one the last checkpoint but one named
+    assert sorted(d.name for d in (killed / "adapters" / "population").iterdir()) == ["v4", "v5"]

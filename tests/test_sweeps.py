@@ -1,5 +1,6 @@
 """Sweeps: Hydra multirun in parallel (joblib) and through submitit, rerun without work."""
 
+import contextlib
 import json
 import os
 import signal
@@ -100,8 +101,42 @@ def test_ctrl_c_interrupts_a_laptop_sweep_with_one_resume_line(tmp_path):
     while time.time() < deadline and len(list(sweep.glob("*/decisions.parquet/part-00002*"))) < 2:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
-    assert f"interrupted: continue with  python -m sim.run resume={sweep}" in err
-    assert err.count("interrupted:") == 1 and "Traceback" not in err
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    # one line from the sweep's parent (joblib's workers and resource tracker may add noise)
+    assert err.count(f"interrupted: continue with  python -m sim.run resume={sweep}") == 1, err
     assert {m["status"] for m in runs(sweep).values()} == {"interrupted"}
+
+
+def test_a_killed_laptop_sweep_leaves_no_orphan_workers(tmp_path):
+    """SIGKILL to the sweep's parent alone: its workers stop within seconds, interrupted."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.run", "-m", "hydra/launcher=laptop", "backend=fixed"]
+        + ["run.progress=false", "run.report=false", "run.rounds=100000", "seed=0,1"]
+        + [f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 300
+        while (
+            time.time() < deadline and len(list(sweep.glob("*/decisions.parquet/part-00002*"))) < 2
+        ):
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 60
+        while time.time() < deadline and {m["status"] for m in runs(sweep).values()} != {
+            "interrupted"
+        }:
+            time.sleep(0.2)
+        assert {m["status"] for m in runs(sweep).values()} == {"interrupted"}
+        parts = len(list(sweep.glob("*/decisions.parquet/*")))
+        time.sleep(3)
+        assert len(list(sweep.glob("*/decisions.parquet/*"))) == parts  # nobody writes on
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
