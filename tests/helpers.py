@@ -5,18 +5,25 @@ import contextlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import polars as pl
 import torch
 
+from agents.decision import DecisionRequest
 from agents.parsing import decision_json
+from agents.prompts import chat_messages
+from sim.build import build_environment, build_run, compose, seeds
+from sim.model import TippingModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sim_run(*args, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
+def sim_run(*args, cwd=ROOT, timeout=300, env=None) -> subprocess.CompletedProcess:
     """`python -m sim.run ARGS` in a subprocess, output captured, Hydra's short errors."""
     return subprocess.run(
         [sys.executable, "-m", "sim.run", *args],
@@ -24,8 +31,37 @@ def sim_run(*args, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})},
     )
+
+
+def sim_start(*args, cwd=ROOT) -> subprocess.Popen:
+    """`python -m sim.run ARGS` started in the background, its output discarded."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sim.run", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def kill_after(
+    proc: subprocess.Popen, run_dir: Path, n_parts: int, sig=signal.SIGKILL, timeout=600
+) -> None:
+    """Send sig to the run once n_parts rounds of it are on disk, and wait for it to end.
+
+    Fails if the run ended first (on a loaded machine a short run can finish before the
+    signal, and the test would check nothing) or never got that far.
+    """
+    parts = Path(run_dir) / "decisions.parquet"
+    deadline = time.time() + timeout
+    while len(list(parts.glob("part-*.parquet"))) < n_parts:
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before round {n_parts}"
+        assert time.time() < deadline, f"no {n_parts} rounds in {timeout} s"
+        time.sleep(0.002)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(sig)
+    proc.wait()
 
 
 def sim_main(*args) -> subprocess.CompletedProcess:
@@ -95,3 +131,77 @@ def chromium_driver(profile: Path):
     return webdriver.Chrome(
         service=webdriver.ChromeService(shutil.which("chromedriver")), options=options
     )
+
+
+# A threshold game on a population graph, played by a scripted policy (diffusion, graphs).
+
+DOMINANT = {  # one violator makes the game succeed; only violators get high
+    "thresholds": [1],
+    "success_pays": "collective",
+    "payoff_mode": "additive",
+    "rewards": [{"high": 2.0, "normal": 1.0, "low": 0.0}],
+}
+
+
+def config(n: int, graph: dict, backend: dict, **env) -> dict:
+    """One threshold game over all n agents (payoffs: env overrides), graph over all."""
+    return {
+        "env": {
+            "kind": "threshold",
+            "games": ["price_ring"],
+            "group_size": n,
+            "thresholds": [1],
+            "rewards": [{"high": 1.2, "normal": 1.0, "low": 0.8}],
+            "payoff_mode": "multiplicative",
+            **env,
+        },
+        "graph": {"scope": "population", **graph},
+        "deviants": {"count": 1, "where": "random", "always": False},
+        "backend": backend,
+    }
+
+
+def build(cfg: dict, run_dir: Path, seed: int = 0, memory_window: int = 1) -> TippingModel:
+    groups = [f"env={cfg['env']['kind']}", f"graph={cfg['graph']['kind']}"]
+    values = {
+        **cfg,
+        "seed": seed,
+        "run": {"rounds": 100},
+        "agents": {"memory_window": memory_window},
+    }
+    return build_run(compose([*groups, f"backend={cfg['backend']['name']}"], values), run_dir)
+
+
+def play(model: TippingModel, rounds: int, until_stable: bool = False) -> pl.DataFrame:
+    """Rounds played (until the violation rate stops changing, if asked); the decisions."""
+    for _ in range(rounds):
+        model.step()
+        rates = model.recorder.rounds["violation_rate"]
+        if until_stable and len(rates) > 1 and rates[-1] == rates[-2]:
+            break
+    return pl.read_parquet(model.recorder.decisions_dir).sort("round", "agent")
+
+
+def round_zero_requests(adapters=(None,)) -> list[DecisionRequest]:
+    """Round 0 of a small role-play population, agents cycling through `adapters`."""
+    env = build_environment(
+        {
+            "kind": "roleplay",
+            "source": "templates",
+            "professions": ["delivery_courier", "loan_officer", "hotel_manager"],
+            "payoffs": [[1.0, 3.1], [2.0, 2.1]],
+            "schedule": "all_unsupervised",
+        },
+        1,
+        seeds(0)["env"],
+    )
+    turns = env.begin_round(0)
+    return [
+        DecisionRequest(
+            agent_id=i,
+            adapter=adapters[i % len(adapters)],
+            messages=chat_messages(s.system_prompt, [], t.prompt),
+            choices=s.choices,
+        )
+        for i, (s, t) in enumerate(zip(env.scenarios, turns, strict=True))
+    ]

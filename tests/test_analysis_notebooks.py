@@ -7,31 +7,28 @@ scripted reward_following backend), so the notebooks split by the preset's condi
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.helpers import sim_run
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "analysis" / "notebooks"
 
 
-def sim_run(args: list[str]) -> None:
-    """Run `python -m sim.run ARGS` (scripted policy, a few seconds)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "sim.run", *args, "run.progress=false"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+def run_ok(args: list[str]) -> None:
+    """`python -m sim.run ARGS` succeeds (scripted policy, a few seconds)."""
+    out = sim_run(*args, "run.progress=false")
+    assert out.returncode == 0, out.stderr
 
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("nb") / "run"
-    sim_run(["experiment=atp_ma", "run.rounds=3", "backend=reward_following",
+    run_ok(["experiment=atp_ma", "run.rounds=3", "backend=reward_following",
              f"hydra.run.dir={run}"])  # fmt: skip
     return run
 
@@ -39,7 +36,7 @@ def small_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def small_sweep(tmp_path_factory) -> Path:
     sweep = tmp_path_factory.mktemp("nb") / "sweep"
-    sim_run(["-m", "experiment=atp_ma", "run.rounds=3", "backend=reward_following",
+    run_ok(["-m", "experiment=atp_ma", "run.rounds=3", "backend=reward_following",
              "backend.p0=0.1,0.5", "agents.memory_window=1,5", "run.report=false",
              f"hydra.sweep.dir={sweep}"])  # fmt: skip
     return sweep

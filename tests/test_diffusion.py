@@ -21,9 +21,7 @@ from agents.backends.imitation import Fermi, ImitateBest, LinearThreshold
 from agents.decision import DecisionRequest, Experience, PeerAction
 from envs.base import Choices
 from envs.errors import InputError
-from sim.build import build_run, compose
-from sim.model import TippingModel
-from tests.helpers import sim_run
+from tests.helpers import DOMINANT, build, config, play, sim_run
 
 CHOICES = Choices(comply="C", violate="V")
 LT = {
@@ -34,45 +32,6 @@ LT = {
     "progressive": True,
     "p0": 0.0,
 }
-
-
-def config(n: int, graph: dict, backend: dict, **env) -> dict:
-    """One threshold game over all n agents (payoffs: env overrides), graph over all."""
-    return {
-        "env": {
-            "kind": "threshold",
-            "games": ["price_ring"],
-            "group_size": n,
-            "thresholds": [1],
-            "rewards": [{"high": 1.2, "normal": 1.0, "low": 0.8}],
-            "payoff_mode": "multiplicative",
-            **env,
-        },
-        "graph": {"scope": "population", **graph},
-        "deviants": {"count": 1, "where": "random", "always": False},
-        "backend": backend,
-    }
-
-
-def build(cfg: dict, run_dir: Path, seed: int = 0, memory_window: int = 1) -> TippingModel:
-    groups = [f"env={cfg['env']['kind']}", f"graph={cfg['graph']['kind']}"]
-    values = {
-        **cfg,
-        "seed": seed,
-        "run": {"rounds": 100},
-        "agents": {"memory_window": memory_window},
-    }
-    return build_run(compose([*groups, f"backend={cfg['backend']['name']}"], values), run_dir)
-
-
-def play(model: TippingModel, rounds: int, until_stable: bool = False) -> pl.DataFrame:
-    """Rounds played (until the violation rate stops changing, if asked); the decisions."""
-    for _ in range(rounds):
-        model.step()
-        rates = model.recorder.rounds["violation_rate"]
-        if until_stable and len(rates) > 1 and rates[-1] == rates[-2]:
-            break
-    return pl.read_parquet(model.recorder.decisions_dir).sort("round", "agent")
 
 
 def final_share(cfg: dict, run_dir: Path, seed: int) -> float:
@@ -87,14 +46,6 @@ def test_watts_cascade_window(tmp_path, z, low, high):
     shares = [final_share(cfg, tmp_path / str(seed), seed) for seed in range(20)]
     cascades = sum(s > 0.5 for s in shares)
     assert low <= cascades <= high, (z, shares)
-
-
-DOMINANT = {  # one violator makes the game succeed; only violators get high
-    "thresholds": [1],
-    "success_pays": "collective",
-    "payoff_mode": "additive",
-    "rewards": [{"high": 2.0, "normal": 1.0, "low": 0.0}],
-}
 
 
 @pytest.mark.parametrize(

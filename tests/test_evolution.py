@@ -1,10 +1,6 @@
 """Self-evolution in weights on the organism: drift, KL brake, plain-PEFT reload, crash safety."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +21,7 @@ from agents.parsing import decision_json
 from envs.base import Choices
 from envs.catalog import load_templates
 from envs.errors import InputError
-from tests.helpers import ROOT, sim_run, with_room_for
+from tests.helpers import kill_after, sim_run, sim_start, with_room_for
 
 SMALL = [
     "experiment=atp_sa",
@@ -64,12 +60,14 @@ def drift(tmp_path_factory, organism_path):
     }
 
 
+@pytest.mark.slow
 def test_weight_updates_raise_violation_beyond_in_context_learning(drift):
     pg, none = np.array(drift["pg"]), np.array(drift["none"])
     assert (pg - none).mean() > 0.15, drift
     assert (pg > none).all(), drift
 
 
+@pytest.mark.slow
 def test_a_kl_penalty_slows_the_rise(drift):
     pg, braked = np.array(drift["pg"]), np.array(drift["pg_kl"])
     assert (pg - braked).mean() > 0.05, drift
@@ -93,21 +91,11 @@ def test_bad_evolution_settings_stop_the_run_in_one_line(tmp_path, setting, mess
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_updates_and_adapter_files_agree_after_crashes(tmp_path, organism_path):
     args = [*SMALL, *EVOLVE, "run.rounds=8", f"hydra.run.dir={tmp_path}"]
     for kill_at in (2, 5):  # killed mid-run twice, at different rounds, then finished
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sim.run", *args],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.time() + 600
-        parts = tmp_path / "decisions.parquet"
-        while time.time() < deadline and len(list(parts.glob("part-*"))) < kill_at:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_after(sim_start(*args), tmp_path, kill_at)
     out = sim_run(f"resume={tmp_path}", timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     updates = pl.read_parquet(tmp_path / "updates.parquet")
@@ -133,6 +121,7 @@ def p_violate(model, tokenizer, messages: list[dict], template: dict) -> float:
     return float(1.0 / (1.0 + np.exp(logprob["comply"] - logprob["violate"])))
 
 
+@pytest.mark.slow
 def test_adapters_reload_with_plain_peft_and_reproduce_recorded_p_violate(tmp_path, organism_path):
     """Per-agent adapters, decided in one mixed-adapter batch, against plain PeftModels."""
     args = ["evolution=sft", "evolution.every=1", "evolution.sharing=per_agent", "run.rounds=3"]
@@ -167,6 +156,7 @@ def lora_weights(model, name: str) -> dict[str, torch.Tensor]:
     }
 
 
+@pytest.mark.slow
 def test_adapters_trained_together_follow_their_alone_trajectories(organism_path):
     """Batched training of several owners = each owner trained alone (multi-batch, 2 steps)
     = trained together on a device that runs out of memory above 3 rows."""

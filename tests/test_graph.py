@@ -10,7 +10,7 @@ from mesa.discrete_space import Network
 
 from envs.errors import InputError
 from sim.graph import initial_deviants, population_graph
-from tests.test_diffusion import DOMINANT, build, config, play
+from tests.helpers import DOMINANT, build, config, play
 
 
 def graph(cfg: dict, group, seed: int = 0) -> nx.Graph:

@@ -135,6 +135,7 @@ def test_attention_implementations_give_the_same_scores(organism_path):
         hf(organism_path, model={"attn_implementation": "magic"})
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(
     not torch.cuda.is_available() or importlib.util.find_spec("flash_attn") is None,
     reason="needs a CUDA GPU and flash-attn",

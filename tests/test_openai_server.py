@@ -23,11 +23,11 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from test_served import round_zero_requests
 
 from agents.backends import make_backend
 from agents.backends.scoring import ServedModelError
 from envs.errors import InputError
+from tests.helpers import round_zero_requests, sim_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSFORMERS = Path(sys.executable).parent / "transformers"
@@ -86,17 +86,6 @@ def transformers_serve(model_dir: Path, log: Path):
     return serving(command, port, log, {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
 
 
-def sim_run(*args, env=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "sim.run", *args, *QUIET],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def openai_args(url: str, model_dir: Path, *extra: str) -> list[str]:
     return [
         "backend=openai",
@@ -122,7 +111,7 @@ def test_atp_sa_and_atp_ma_run_through_the_server(server, organism_path, tmp_pat
     for name, experiment, n_agents in (("sa", SA, 2), ("ma", MA, 8)):
         run = tmp_path / name
         args = openai_args(url, organism_path, "backend.api_key_env=TIPLAB_TEST_KEY")
-        out = sim_run(*experiment, *args, f"hydra.run.dir={run}", env=key)
+        out = sim_run(*experiment, *args, *QUIET, f"hydra.run.dir={run}", env=key)
         assert out.returncode == 0, out.stderr
         d = pl.read_parquet(run / "decisions.parquet")
         assert d.height == 2 * n_agents
@@ -139,7 +128,7 @@ def test_atp_sa_and_atp_ma_run_through_the_server(server, organism_path, tmp_pat
 def test_score_mode_is_refused_in_one_line(server, organism_path, tmp_path):
     url, _ = server
     args = openai_args(url, organism_path, "decide.mode=score")
-    out = sim_run(*SA, *args, f"hydra.run.dir={tmp_path / 'run'}")
+    out = sim_run(*SA, *args, *QUIET, f"hydra.run.dir={tmp_path / 'run'}")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         f"error: decide.mode=score: {url} gives no prompt log-probabilities (`vllm serve` "

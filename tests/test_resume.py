@@ -1,17 +1,13 @@
 """Resume: a run killed at any round and resumed records exactly what an uninterrupted run does."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from sim import checkpoint
-from tests.helpers import ROOT, sim_run
+from tests.helpers import kill_after, sim_run, sim_start
 
 # reward-following with imitation: decisions depend on memory, peers, capital and RNG state
 ARGS = [
@@ -32,22 +28,6 @@ def decisions(run_dir: Path) -> pl.DataFrame:
     )
 
 
-def kill_after(run_dir: Path, n_parts: int) -> None:
-    """Start a run and SIGKILL it once n_parts rounds are on disk (mid-way through the next)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sim.run", *ARGS, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    parts = run_dir / "decisions.parquet"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < n_parts:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("full")
@@ -58,7 +38,7 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.parametrize("kill_at", [1, 5, 10])
 def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, uninterrupted, kill_at):
-    kill_after(tmp_path, kill_at)
+    kill_after(sim_start(*ARGS, f"hydra.run.dir={tmp_path}"), tmp_path, kill_at)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["status"] == "running"
     saved = tmp_path / checkpoint.FILE

@@ -1,16 +1,12 @@
 """The Hydra entry point as a user runs it: records, determinism, crashes, bad input."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from tests.helpers import ROOT, sim_run
+from tests.helpers import ROOT, kill_after, sim_run, sim_start
 
 ATP = ROOT.parent / "shared" / "atp"
 FAST = ["backend=reward_following", "run.progress=false", "run.report=false"]
@@ -50,26 +46,9 @@ def test_same_seed_same_decisions(tmp_path):
 
 
 def test_killed_run_keeps_every_completed_round_readable(tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sim.run",
-            "experiment=atp_ma",
-            *FAST,
-            "run.rounds=100000",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = sim_start("experiment=atp_ma", *FAST, "run.rounds=100000", f"hydra.run.dir={tmp_path}")
+    kill_after(proc, tmp_path, 3)
     parts = tmp_path / "decisions.parquet"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 3:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     files = sorted(parts.glob("part-*.parquet"))
     assert len(files) >= 3
     d = pl.read_parquet(files)  # every completed round reads whole

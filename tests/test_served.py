@@ -24,10 +24,9 @@ from agents.backends.scoring import (
     scored_token_ids,
 )
 from agents.decision import DecisionRequest
-from agents.prompts import chat_messages
 from envs.base import Choices
 from envs.errors import InputError
-from sim.build import build_environment, seeds
+from tests.helpers import round_zero_requests
 
 CHOICES = Choices(comply="the marked route", violate="the plaza shortcut")
 
@@ -110,31 +109,6 @@ def test_adapter_versions_get_new_ids_and_never_reuse_a_name_or_directory(tmp_pa
     with pytest.raises(InputError, match="before it was loaded"):
         registry.get("group0-v9")
     assert [a["name"] for a in registry.state_dict()] == ["group0-v1", "group0-v2"]
-
-
-def round_zero_requests(adapters=(None,)) -> list[DecisionRequest]:
-    """Round 0 of a small role-play population, agents cycling through `adapters`."""
-    env = build_environment(
-        {
-            "kind": "roleplay",
-            "source": "templates",
-            "professions": ["delivery_courier", "loan_officer", "hotel_manager"],
-            "payoffs": [[1.0, 3.1], [2.0, 2.1]],
-            "schedule": "all_unsupervised",
-        },
-        1,
-        seeds(0)["env"],
-    )
-    turns = env.begin_round(0)
-    return [
-        DecisionRequest(
-            agent_id=i,
-            adapter=adapters[i % len(adapters)],
-            messages=chat_messages(s.system_prompt, [], t.prompt),
-            choices=s.choices,
-        )
-        for i, (s, t) in enumerate(zip(env.scenarios, turns, strict=True))
-    ]
 
 
 @pytest.fixture(scope="module")

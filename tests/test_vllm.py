@@ -21,7 +21,8 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from test_served import round_zero_requests as requests
+
+from tests.helpers import round_zero_requests as requests
 
 from agents.backends import make_backend
 from agents.backends.hf import HFBackend
