@@ -22,13 +22,12 @@ import polars as pl
 import pytest
 import torch
 
-from tests.helpers import round_zero_requests as requests
-
 from agents.backends import make_backend
 from agents.backends.hf import HFBackend
 from agents.backends.loading import load_checkpoint
 from envs.errors import InputError
 from tests.helpers import ROOT, sim_run
+from tests.helpers import round_zero_requests as requests
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 CPU = ["backend.dtype=float32", "backend.gpu_memory_utilization=0.1", "backend.enforce_eager=true"]
