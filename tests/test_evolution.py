@@ -216,18 +216,7 @@ def test_keep_1_runs_killed_mid_update_resume_identically(tmp_path, organism_pat
     assert sim_run(*args, f"hydra.run.dir={whole}", timeout=900).returncode == 0
     killed = tmp_path / "killed"
     for kill_at in (2, 4):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sim.run", *args, f"hydra.run.dir={killed}"],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.time() + 600
-        parts = killed / "decisions.parquet"
-        while time.time() < deadline and len(list(parts.glob("part-*"))) < kill_at:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_after(sim_start(*args, f"hydra.run.dir={killed}"), killed, kill_at)
     out = sim_run(f"resume={killed}", timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
 
