@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from agents.decision import Decision, DecisionRequest
+from agents.guard.base import Review
 from agents.guard.calibrated import CalibratedGuard
 from envs.records import DECISIONS, GUARD
 from sim import checkpoint
@@ -221,3 +222,14 @@ def paid_for_proposal() -> pl.Expr:
         .otherwise(pl.col("payoff_comply"))
         .alias("paid")
     )
+
+
+def test_an_unparseable_correction_leaves_the_proposal():
+    from agents.guard.base import reviewed
+    from envs.base import Choices
+
+    request = DecisionRequest(0, None, [], Choices("comply", "violate"))
+    proposal = Decision("violate", 0.9, '{"choice": "violate"}')
+    assert reviewed(proposal, "I would rather not say.", request) == Review(proposal, False)
+    fixed = reviewed(proposal, 'Better: {"choice": "comply"}', request, 0.2)
+    assert fixed.changed and fixed.decision.choice == "comply" and fixed.p_correct == 0.2

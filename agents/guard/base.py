@@ -38,9 +38,11 @@ class Review:
 
 
 def reviewed(proposed: Decision, text: str, request: DecisionRequest, p_correct=None) -> Review:
-    """The review whose corrected answer is `text`, its choice parsed as the agent's is."""
+    """The review whose corrected answer is `text`, its choice parsed as the agent's is; a
+    correction that decides for neither label leaves the proposal as it was (the guard
+    abstains rather than turning a valid answer invalid)."""
     choice = parse_choice(text, request.choices)
-    if choice == proposed.choice:
+    if choice is None or choice == proposed.choice:
         return Review(proposed, False, p_correct)
     return Review(Decision(choice=choice, p_violate=None, text=text), True, p_correct)
 
