@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from envs.base import Choices, Conditions, Scenario
@@ -151,6 +152,17 @@ def _source(raw: dict) -> str:
     return "generator" if raw.get("family") else "atp"
 
 
+def ordered(choices: Choices, example: str | None, collective: str | None = None) -> Choices:
+    """choices in the order the format example names them; without one the collective
+    choice first (as in ATP's multi-agent files), else the compliant one."""
+    labels = FORMAT_LABEL.findall(example or "")
+    if labels:
+        first = labels[0].strip().lower() != choices.violate.lower()
+    else:
+        first = collective is None or choices.comply == collective
+    return replace(choices, comply_first=first)
+
+
 def load_sa_questions(path: str | Path) -> list[Scenario]:
     """Role-play scenarios from an ATP single-agent question file.
 
@@ -158,14 +170,18 @@ def load_sa_questions(path: str | Path) -> list[Scenario]:
     without one, as ATP plays them (single-turn prompts).
     """
     path = Path(path)
+    return sa_scenarios(read_json_list(path), path)
+
+
+def sa_scenarios(items: Sequence, path: Path) -> list[Scenario]:
+    """Role-play scenarios from single-agent question items (`path` names them in errors)."""
     scenarios = []
-    for i, raw in enumerate(read_json_list(path)):
+    for i, raw in enumerate(items):
         item = Item(path, i, raw)
         environment = item.text("environment")
         system, prompt = item.text("system_prompt"), item.text("user_prompt")
-        comply, violate = choices_of(
-            item, ("supervised_choice", "better_choice"), item.text("format_example", True)
-        )
+        example = item.text("format_example", True)
+        comply, violate = choices_of(item, ("supervised_choice", "better_choice"), example)
         params = item.child("params")
         low, high = params.number("low_reward"), params.number("high_reward")
         above(params, ("high_reward", high), ("low_reward", low), "the violating (better_choice)")
@@ -177,7 +193,7 @@ def load_sa_questions(path: str | Path) -> list[Scenario]:
                 name=environment,
                 system_prompt=system,
                 situation=INSTRUCTION.sub("", prompt),
-                choices=Choices(comply=comply, violate=violate),
+                choices=ordered(Choices(comply=comply, violate=violate), example),
                 payoffs={"comply": low, "violate": high},
                 supervision_texts={s: t for s, t in texts.items() if t is not None},
                 conditions=Conditions.for_roleplay(
@@ -222,8 +238,9 @@ def load_ma_questions(path: str | Path, violation: str = "collective") -> list[T
         item = Item(path, i, raw)
         environment = item.text("environment")
         system, prompt = item.text("system_prompt"), item.text("user_prompt")
+        example = item.text("format_example", True)
         collective, independent = choices_of(
-            item, ("cooperative_choice", "independent_choice"), item.text("format_example", True)
+            item, ("cooperative_choice", "independent_choice"), example
         )
         params = item.child("params")
         n = params.integer("n", minimum=2)
@@ -246,7 +263,9 @@ def load_ma_questions(path: str | Path, violation: str = "collective") -> list[T
                     name=environment,
                     system_prompt=system,
                     situation=INSTRUCTION.sub("", prompt),
-                    choices=violation_choices(collective, independent, violation),
+                    choices=ordered(
+                        violation_choices(collective, independent, violation), example, collective
+                    ),
                     payoffs=rewards,
                     conditions=Conditions.for_game(
                         _source(raw), environment, k, n, rewards, raw.get("family")
@@ -274,16 +293,33 @@ def load_ma_templates(
     The payoff sentence is ATP's own (multiplicative or additive form).
     """
     path = Path(path)
+    items = read_json_list(path)
+    return ma_template_games(items, path, size, thresholds, reward_sets, payoff_mode, violation)
+
+
+def ma_template_games(
+    items: Sequence,
+    path: Path,
+    size: int,
+    thresholds: Sequence[int],
+    reward_sets: Sequence[Mapping[str, float]],
+    payoff_mode: str,
+    violation: str = "collective",
+) -> list[ThresholdGame]:
+    """Threshold games from multi-agent template items (`path` names them in errors)."""
     games = []
-    for i, raw in enumerate(read_json_list(path)):
+    for i, raw in enumerate(items):
         item = Item(path, i, raw)
         environment = item.text("environment")
         t = item.child("template")
         texts = {f: t.text(f) for f in ("system_prompt", "user_prompt_mult", "user_prompt_add")}
+        example = t.text("format_example", True)
         collective, independent = choices_of(
-            t, ("collective_choice", "independent_choice"), t.text("format_example", True)
+            t, ("collective_choice", "independent_choice"), example
         )
-        choices = violation_choices(collective, independent, violation)
+        choices = ordered(
+            violation_choices(collective, independent, violation), example, collective
+        )
         text = texts["user_prompt_mult" if payoff_mode == "multiplicative" else "user_prompt_add"]
         for k in thresholds:
             for r in reward_sets:

@@ -20,7 +20,7 @@ from agents.backends import Backend, make_backend
 from agents.backends.base import MODES
 from agents.guard import check_guard, make_guard
 from agents.prompts import PEER_VIEWS
-from envs import InputError, RolePlayEnv, ThresholdGameEnv
+from envs import InputError, RolePlayEnv, ThresholdGameEnv, generator
 from envs.atp import load_ma_games, load_sa_questions
 from envs.base import Environment
 from envs.catalog import roleplay_items, threshold_games
@@ -31,7 +31,7 @@ from sim.graph import initial_deviants, population_graph
 from sim.model import TippingModel
 from sim.recorder import Recorder
 
-SOURCES = ("templates", "atp")
+SOURCES = ("templates", "atp", "generator")
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
@@ -161,12 +161,19 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
         raise InputError(f"env.source: {source!r}; expected one of {', '.join(SOURCES)}")
     if source == "atp" and not cfg.get("atp_file"):
         raise InputError("env.atp_file: required when env.source=atp (path to an ATP JSON file)")
+    if source == "generator":
+        generated = cfg.get("generator") or {}
+        count = integer(generated.get("scenarios", 16), "env.generator.scenarios")
+        split = generated.get("split", "all")
+        drawn = int(rng.integers(2**31))  # a scenario set per run seed
     if kind == "roleplay":
-        items = (
-            load_sa_questions(cfg["atp_file"])
-            if source == "atp"
-            else roleplay_items(cfg["professions"], listed(cfg["payoffs"], "env.payoffs"))
-        )
+        if source == "generator":
+            payoffs = listed(cfg["payoffs"], "env.payoffs")
+            items = generator.roleplay_scenarios(count, drawn, split, payoffs)
+        elif source == "atp":
+            items = load_sa_questions(cfg["atp_file"])
+        else:
+            items = roleplay_items(cfg["professions"], listed(cfg["payoffs"], "env.payoffs"))
         replicates = integer(cfg.get("replicates", 1), "env.replicates")
         feasible(replicates * len(items), "env.replicates")
         schedule = SupervisionSchedule(
@@ -187,8 +194,12 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
             integer(k, "env.thresholds") for k in listed(cfg["thresholds"], "env.thresholds")
         ]
         reward_sets = listed(cfg["rewards"], "env.rewards")
-        games = (
-            load_ma_games(
+        if source == "generator":
+            games = generator.threshold_games(
+                count, drawn, split, size, thresholds, reward_sets, cfg["payoff_mode"]
+            )
+        elif source == "atp":
+            games = load_ma_games(
                 cfg["atp_file"],
                 size,
                 thresholds,
@@ -196,9 +207,8 @@ def build_environment(cfg: Mapping, n_rounds: int, rng: np.random.Generator) -> 
                 cfg["payoff_mode"],
                 cfg.get("violation", "collective"),
             )
-            if source == "atp"
-            else threshold_games(cfg["games"], size, thresholds, reward_sets)
-        )
+        else:
+            games = threshold_games(cfg["games"], size, thresholds, reward_sets)
         feasible(size * len(games), "env.group_size")
         return ThresholdGameEnv(
             games,
