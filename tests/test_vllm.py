@@ -301,7 +301,9 @@ def test_vllm_serve_gives_backend_openai_scores_with_a_runtime_adapter(checkpoin
     # and stops; the server module is the same server.
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", checkpoint]
     command += ["--host", "127.0.0.1", "--port", port, "--dtype", "float32"]
-    command += ["--gpu-memory-utilization", "0.1", "--enforce-eager", "--max-model-len", "2048"]
+    # a KV cache of a set size (256 MiB): a share of the memory counts the server's own
+    # memory against it, and fails when that is larger
+    command += ["--kv-cache-memory-bytes", 2**28, "--enforce-eager", "--max-model-len", "2048"]
     command += ["--enable-lora", "--max-lora-rank", "8", "--max-loras", "1"]
     env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "HF_HUB_OFFLINE": "1"}
     with serving(command, port, tmp_path / "vllm.log", env, timeout=600) as (url, _):
