@@ -16,6 +16,7 @@ from agents.agent import TipAgent
 from agents.backends.base import Backend
 from agents.decision import Decision, DecisionRequest, PeerAction
 from agents.guard import Guard
+from agents.guard.base import Review, Routed
 from agents.learning import Learner, PlayedRound
 from envs.base import Environment, Outcome, Turn
 from envs.errors import InputError
@@ -113,34 +114,13 @@ class TippingModel(mesa.Model):
             turns = self.env.begin_round(self.round)
             requests = self.observe(turns)
             decisions, decide_s = self.decide(requests)
-            if self.guard is not None:
-                self.guarded_round(turns, requests, decisions, decide_s, tic)
-                self.round = self.steps
-                return
-            outcomes = self.env.resolve([d.choice for d in decisions])
+            reviews, routed = self.review(requests, decisions)
+            outcomes, own_outcomes = self.resolve(routed)
             seen = exposure(self.neighbors, self.actions)  # what each agent saw deciding
-            self.remember(turns, decisions, outcomes)
-            self.record(turns, requests, decisions, outcomes, seen, decide_s, tic)
-            self.learn(requests, decisions, outcomes)
+            self.remember(turns, routed, outcomes, own_outcomes)
+            self.record(turns, requests, decisions, outcomes, seen, decide_s, tic, reviews)
+            self.learn(requests, routed.own, own_outcomes, routed.corrections)
             self.round = self.steps
-
-    def guarded_round(self, turns, requests, proposed, decide_s, tic) -> None:
-        """The round's stages from the guard on: where its corrections act is the guard's
-        position, what the agents remember its feedback (agents/guard/base.py)."""
-        reviews = self.guard.review(requests, proposed)
-        executed = [r.decision for r in reviews]
-        position, feedback = self.guard.position, self.guard.feedback
-        paid = executed if position == "execution" else proposed
-        shown = proposed if position == "training" else executed
-        own = executed if position == "execution" and feedback == "executed" else proposed
-        what_if = None if own is paid else self.env.what_if([d.choice for d in own])
-        outcomes = self.env.resolve([d.choice for d in paid])
-        own_outcomes = outcomes if what_if is None else what_if
-        seen = exposure(self.neighbors, self.actions)
-        self.remember(turns, shown, outcomes, own, own_outcomes)
-        self.record(turns, requests, proposed, outcomes, seen, decide_s, tic, reviews)
-        corrections = executed if position == "training" else None
-        self.learn(requests, own, own_outcomes, corrections)
 
     # -- the stages, in order ----------------------------------------------------------
 
@@ -161,23 +141,37 @@ class TippingModel(mesa.Model):
         ]
         return decisions, perf_counter() - tic
 
+    def review(
+        self, requests: list[DecisionRequest], decisions: list[Decision]
+    ) -> tuple[list[Review] | None, Routed]:
+        """The guard's ONE batched review (none without a guard), and so which decision
+        the environment pays, the neighbours see and each agent remembers."""
+        if self.guard is None:
+            return None, Routed.unguarded(decisions)
+        reviews = self.guard.review(requests, decisions)
+        return reviews, self.guard.route(decisions, reviews)
+
+    def resolve(self, routed: Routed) -> tuple[list[Outcome], list[Outcome]]:
+        """The environment pays out; and what each agent's own decision earned or would
+        have earned (asked first, so both rounds see the same random draws)."""
+        own = None if routed.own is routed.paid else self.env.what_if(choices(routed.own))
+        outcomes = self.env.resolve(choices(routed.paid))
+        return outcomes, outcomes if own is None else own
+
     def remember(
         self,
         turns: Sequence[Turn],
-        decisions: Sequence[Decision],
+        routed: Routed,
         outcomes: Sequence[Outcome],
-        own: Sequence[Decision] | None = None,
-        own_outcomes: Sequence[Outcome] | None = None,
+        own_outcomes: Sequence[Outcome],
     ) -> None:
         """Every agent's action becomes visible, then every agent remembers the round
         (with a guard: what the neighbours see and what the agent remembers may differ)."""
         self.actions = [
             agent.peer_action(d, o)
-            for agent, d, o in zip(self.population, decisions, outcomes, strict=True)
+            for agent, d, o in zip(self.population, routed.shown, outcomes, strict=True)
         ]
-        own = decisions if own is None else own
-        own_outcomes = outcomes if own_outcomes is None else own_outcomes
-        for agent, turn, d, o in zip(self.population, turns, own, own_outcomes, strict=True):
+        for agent, turn, d, o in zip(self.population, turns, routed.own, own_outcomes, strict=True):
             agent.remember(turn.prompt, d, o)
 
     def record(
@@ -226,6 +220,10 @@ class TippingModel(mesa.Model):
         if self.round == 0 or self.deviants_always:
             return self.deviants
         return np.zeros_like(self.deviants)
+
+
+def choices(decisions: Sequence[Decision]) -> list[str | None]:
+    return [d.choice for d in decisions]
 
 
 def planted_violation(request: DecisionRequest) -> Decision:

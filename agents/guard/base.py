@@ -37,6 +37,23 @@ class Review:
     p_correct: float | None = None
 
 
+@dataclass(frozen=True)
+class Routed:
+    """Which decision each party of a round gets: the environment pays `paid`, the
+    neighbours see `shown`, each agent remembers `own` (what it was paid for, or its
+    proposal with what that would have earned), and weight updates learn from
+    `corrections` (position=training only). Without a guard all are the proposals."""
+
+    paid: list[Decision]
+    shown: list[Decision]
+    own: list[Decision]
+    corrections: list[Decision] | None = None
+
+    @classmethod
+    def unguarded(cls, decisions: list[Decision]) -> Routed:
+        return cls(decisions, decisions, decisions)
+
+
 def reviewed(proposed: Decision, text: str, request: DecisionRequest, p_correct=None) -> Review:
     """The review whose corrected answer is `text`, its choice parsed as the agent's is; a
     correction that decides for neither label leaves the proposal as it was (the guard
@@ -59,6 +76,19 @@ class Guard(ABC):
     def review(
         self, requests: Sequence[DecisionRequest], decisions: Sequence[Decision]
     ) -> list[Review]: ...
+
+    def route(self, proposed: list[Decision], reviews: Sequence[Review]) -> Routed:
+        """Who gets the proposal and who the correction, by position and feedback."""
+        executed = [r.decision for r in reviews]
+        training = self.position == "training"
+        return Routed(
+            paid=executed if self.position == "execution" else proposed,
+            shown=proposed if training else executed,
+            own=executed
+            if self.position == "execution" and self.feedback == "executed"
+            else proposed,
+            corrections=executed if training else None,
+        )
 
     def close(self) -> None:
         """Release what the guard holds (a backend's processes, GPU memory)."""
