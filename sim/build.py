@@ -53,12 +53,16 @@ def model_arguments(
     rng = seeds(cfg["seed"])
     env = build_environment(cfg["env"], cfg["run"]["rounds"], rng["env"])
     graph, deviants = population(cfg, env, rng)
-    backend = backend or make_backend(cfg["backend"], rng["policy"])
-    learners = []
-    if cfg["evolution"].get("every"):  # the training stack is imported only when weights evolve
-        from agents.evolution import make_evolution
+    if evolving(cfg):  # the training stack is imported only when weights evolve
+        from agents.evolution import check_settings, make_evolution
 
-        learners.append(make_evolution(cfg["evolution"], backend, env, graph, run_dir, cfg["seed"]))
+        check_settings(cfg["evolution"])  # named before the model loads
+    backend = backend or make_backend(cfg["backend"], rng["policy"])
+    learners = (
+        [make_evolution(cfg["evolution"], backend, env, graph, run_dir, cfg["seed"])]
+        if evolving(cfg)
+        else []
+    )
     return {
         "env": env,
         "backend": backend,
@@ -73,9 +77,14 @@ def model_arguments(
         "aggregate_above": cfg["agents"]["aggregate_above"],
         "deviants": deviants,
         "deviants_always": cfg["deviants"]["always"],
-        "learners": [learner for learner in learners if learner is not None],
+        "learners": learners,
         "guard": make_guard(cfg.get("guard"), rng["guard"]),
     }
+
+
+def evolving(cfg: Mapping) -> bool:
+    """Whether weights evolve (LoRA updates): an objective and an update interval."""
+    return bool(cfg["evolution"].get("every")) and cfg["evolution"].get("name", "none") != "none"
 
 
 def compose(overrides: Sequence[str] = (), values: Mapping | None = None) -> dict:
@@ -129,11 +138,16 @@ def check_run(cfg: Mapping) -> None:
 
 
 def check_config(cfg: Mapping) -> None:
-    """Every check of a composed config: run settings, environment, graph, deviants."""
+    """Every check of a composed config: run settings, environment, graph, deviants,
+    evolution's settings."""
     check_run(cfg)
     rng = seeds(cfg["seed"])
     env = build_environment(cfg["env"], cfg["run"]["rounds"], rng["env"])
     population(cfg, env, rng)
+    if evolving(cfg):
+        from agents.evolution import check_settings
+
+        check_settings(cfg["evolution"])
 
 
 def seeds(seed: int) -> dict[str, np.random.Generator]:

@@ -71,6 +71,7 @@ class HFBackend(Backend):
     @classmethod
     def from_config(cls, cfg: Mapping, rng: np.random.Generator) -> HFBackend:
         """backend=hf: the checkpoint at cfg.model.path and the settings of conf/backend/hf.yaml."""
+        settings = cls.settings(cfg)  # a bad setting is named before the model loads
         model_cfg = cfg.get("model") or {}
         device = resolve_device(model_cfg.get("device", "auto"))
         dtype = resolve_dtype(model_cfg.get("dtype", "auto"), device)
@@ -83,25 +84,23 @@ class HFBackend(Backend):
             f"backend.model.path: {model_cfg['path']}",
             cfg.get("chat_template_kwargs") or {},
         )
-        backend = cls.from_settings(rng, model, tokenizer, cfg)
+        backend = cls(rng, model, tokenizer, **settings)
         if cfg.get("adapters"):
             backend.load_adapters(cfg["adapters"])
         return backend
 
-    @classmethod
-    def from_settings(cls, rng, model, tokenizer, cfg: Mapping) -> HFBackend:
+    @staticmethod
+    def settings(cfg: Mapping) -> dict:
+        """The backend's own settings (batching, scoring, sampling), checked."""
         temperature, top_p, max_new_tokens = sampling_settings(cfg.get("generate", {}))
-        return cls(
-            rng,
-            model,
-            tokenizer,
-            batch_tokens=integer(cfg.get("batch_tokens", 16384), "backend.batch_tokens"),
-            argmax=boolean(cfg.get("score", {}).get("argmax", False), "backend.score.argmax"),
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            chat_template_kwargs=cfg.get("chat_template_kwargs") or {},
-        )
+        return {
+            "batch_tokens": integer(cfg.get("batch_tokens", 16384), "backend.batch_tokens"),
+            "argmax": boolean(cfg.get("score", {}).get("argmax", False), "backend.score.argmax"),
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_new_tokens": max_new_tokens,
+            "chat_template_kwargs": cfg.get("chat_template_kwargs") or {},
+        }
 
     @property
     def model(self):

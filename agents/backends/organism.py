@@ -36,5 +36,6 @@ def organism_path(cfg: Mapping) -> Path:
 
 
 def organism_backend(cfg: Mapping, rng: np.random.Generator) -> HFBackend:
+    HFBackend.settings(cfg)  # named before a build of minutes, not after it
     model = {**(cfg.get("model") or {}), "path": str(organism_path(cfg))}
     return HFBackend.from_config({**cfg, "model": model}, rng)

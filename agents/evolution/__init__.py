@@ -4,6 +4,6 @@ Data (buffer.py, data.py), objectives (objectives.py) and trainer (trainer.py) a
 apart as in TRL; lineage.py names and stores adapter versions; evolution.py runs them.
 """
 
-from agents.evolution.evolution import Evolution, make_evolution
+from agents.evolution.evolution import Evolution, check_settings, make_evolution
 
-__all__ = ["Evolution", "make_evolution"]
+__all__ = ["Evolution", "check_settings", "make_evolution"]

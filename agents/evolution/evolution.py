@@ -158,8 +158,13 @@ class Evolution:
             self.trainer.load(self.adapters_in_use())
 
 
-def check_settings(cfg: Mapping, module_names: set[str]) -> None:
-    """The numbers and module names of an evolution config, each named in its error."""
+def check_settings(cfg: Mapping) -> None:
+    """Every value of an evolution config that needs no model, each named in its error."""
+    integer(cfg["every"], "evolution.every", minimum=0)
+    if cfg["name"] not in OBJECTIVES:
+        raise InputError(f"evolution.name: {cfg['name']!r}; expected none, pg, dpo or sft")
+    if cfg.get("sharing", "per_agent") not in SHARING:
+        raise InputError(f"evolution.sharing: {cfg['sharing']!r}; expected one of {SHARING}")
     number(cfg["lr"], "evolution.lr", above=True)
     integer(cfg["steps"], "evolution.steps")
     integer(cfg["batch_size"], "evolution.batch_size")
@@ -170,6 +175,9 @@ def check_settings(cfg: Mapping, module_names: set[str]) -> None:
             integer(cfg[key], f"evolution.{key}")
     integer(cfg["lora"]["r"], "evolution.lora.r")
     integer(cfg["lora"]["alpha"], "evolution.lora.alpha")
+
+
+def check_target_modules(cfg: Mapping, module_names: set[str]) -> None:
     missing = [m for m in cfg["lora"]["target_modules"] if m not in module_names]
     if missing or not cfg["lora"]["target_modules"]:
         raise InputError(
@@ -185,18 +193,14 @@ def make_evolution(
     every = cfg.get("every", 0)
     if cfg.get("name", "none") == "none" or not every:
         return None
-    integer(every, "evolution.every", minimum=0)
-    if cfg["name"] not in OBJECTIVES:
-        raise InputError(f"evolution.name: {cfg['name']!r}; expected none, pg, dpo or sft")
-    if cfg.get("sharing", "per_agent") not in SHARING:
-        raise InputError(f"evolution.sharing: {cfg['sharing']!r}; expected one of {SHARING}")
+    check_settings(cfg)
     scorer = backend.trainable()
     if scorer is None:
         raise InputError(
             f"evolution.name={cfg['name']}: LoRA updates train the backend's own model; "
             "use backend=organism, hf or vllm"
         )
-    check_settings(cfg, scorer.module_names())
+    check_target_modules(cfg, scorer.module_names())
     trainer = LoraTrainer(
         scorer, cfg["lora"], float(cfg["lr"]), int(cfg["steps"]), int(cfg["batch_size"]), seed
     )
