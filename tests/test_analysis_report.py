@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -33,9 +32,7 @@ def test_run_report_has_page_summary_figures_and_tables(tmp_path):
     run = write_run(tmp_path / "run", synthetic_decisions(n_agents=10, n_rounds=20, seed=2))
     (run / "report").mkdir()
     (run / "report" / "stale.png").write_bytes(b"old figure")
-    started = time.perf_counter()
     out = write_report(run)
-    assert time.perf_counter() - started < 10
     assert out == run / "report"
     assert not (out / "stale.png").exists()
     for name in ("index.html", "summary.md", "tipping_curves.png", "survival.png",

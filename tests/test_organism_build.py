@@ -119,10 +119,8 @@ def test_build_writes_a_hugging_face_checkpoint_and_its_report(tiny_organism):
 def test_second_call_is_a_cache_hit(tiny_organism, monkeypatch):
     root, path, _ = tiny_organism
     before = load_file(path / "model.safetensors")
-    monkeypatch.setattr(build_module, "build", pytest.fail)
-    tic = time.perf_counter()
+    monkeypatch.setattr(build_module, "build", pytest.fail)  # a rebuild fails the test
     assert organism_dir(tiny_config(), root) == path
-    assert time.perf_counter() - tic < 1.0
     after = load_file(path / "model.safetensors")
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
