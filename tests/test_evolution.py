@@ -205,7 +205,13 @@ def test_adapters_trained_together_follow_their_alone_trajectories(organism_path
         assert any(w.abs().max() > 1e-3 for k, w in weights.items() if "lora_B" in k), name
         for key, w in weights.items():
             torch.testing.assert_close(w, alone[name][key], rtol=1e-4, atol=1e-6, msg=name + key)
-            torch.testing.assert_close(w, cramped[name][key], rtol=1e-4, atol=1e-6, msg=name + key)
+            # split passes add the same gradients in another order: float32 rounding,
+            # which Adam's normalisation amplifies for near-zero gradients (measured: up
+            # to 1.5e-4 of the tensor's scale), so equal within 1e-3 of that scale
+            scale = float(w.abs().max())
+            torch.testing.assert_close(
+                w, cramped[name][key], rtol=0, atol=1e-3 * scale, msg=name + key
+            )
 
 
 @pytest.mark.slow
