@@ -38,6 +38,15 @@ CONFIG = [
     *[[f"deviants.count={v}"] for v in ("-1", "nan", "abc", "100000")],
     ["deviants.where=nowhere"],
     ["decide.mode=bogus"],
+    ["guard.name=nosuch"],
+    *[["guard=calibrated", f"guard.{k}={v}"] for k in ("position", "feedback") for v in ("x", "1")],
+    *[
+        ["guard=calibrated", f"guard.{k}={v}"]
+        for k in ("catch_rate", "false_edit_rate")
+        for v in ("nan", "-0.1", "1.5", "abc", "[0.5]")
+    ],  # fmt: skip
+    ["guard=model", "guard.mode=guess"],
+    ["guard=model", "guard.backend=null"],
     ["agents.peer_view=everything"],
     ["agents.memory_window=0", "agents.peer_view=full"],
     *[[f"backend.p_violate={v}"] for v in [*NOT_NUMBERS, "0", "1", "-0.5"]],
