@@ -273,7 +273,7 @@ def test_an_engine_that_dies_mid_run_fails_the_run_in_one_line(checkpoint, tmp_p
         child.kill()
     proc.send_signal(signal.SIGCONT)
     _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 2
+    assert proc.returncode == 2, stderr[-3000:]
     assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
         "error: backend.vllm: the engine process died (killed, or out of memory); "
         "the rounds recorded before stay on disk"

@@ -290,7 +290,10 @@ class VLLMEngine(Backend):
         while caller.is_alive() and not self._engine_dead():
             caller.join(timeout=0.2)
         error = done.get("error")
-        if "outputs" not in done and (error is None or isinstance(error, self.vllm.dead)):
+        # A dead engine shows as its own error, or as any error from the sockets the client
+        # closed on finding it dead (a ZMQError when the next request is sent).
+        dead = error is None or isinstance(error, self.vllm.dead) or self._engine_dead()
+        if "outputs" not in done and dead:
             raise ServedModelError(
                 "backend.vllm: the engine process died (killed, or out of memory); "
                 "the rounds recorded before stay on disk"
