@@ -48,9 +48,10 @@ def base_path(cfg: Mapping) -> Path:
     if cfg["base"] != "organism":
         return Path(cfg["base"])
     from agents.alignment.organism import organism_base
+    from agents.backends.organism import cache_root
 
     organism = organism_settings()
-    return organism_base(organism["organism"], organism["cache_dir"])
+    return organism_base(organism["organism"], cache_root(organism))
 
 
 @hydra.main(config_path=str(CONF), config_name="alignment", version_base="1.3")

@@ -48,14 +48,14 @@ def hydra_overrides(argv: list[str]) -> list[str]:
 
 
 def arguments(argv: list[str]) -> list[str]:
-    """The `key=value` arguments, without Hydra's flags and their values."""
+    """The `key=value` (and `~key`) arguments, without Hydra's flags and their values."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
         elif arg in FLAGS_WITH_VALUE:
             skip = True
-        elif not arg.startswith("-") and "=" in arg:
+        elif not arg.startswith("-") and ("=" in arg or arg.startswith("~")):
             out.append(arg)
     return out
 
@@ -97,9 +97,43 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str], check=ch
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             for variant in variants(overrides):
+                check_keys(variant, config_name, own)
                 check(composed(config_name, [*variant, *own]))
     finally:
         GlobalHydra.instance().clear()
+
+
+# Mappings whose keys are the user's own (adapter names, a chat template's arguments):
+# `+key=value` may add to them, `~key` remove from them.
+FREE_FORM = ("adapters", "chat_template_kwargs")
+
+
+def check_keys(variant: list[str], config_name: str, own: list[str]) -> None:
+    """`+key=value` and `~key` only where they mean something: a key `+` adds to a
+    settings group would be read by nothing (a typo run as if it were a setting), and a
+    setting `~` removes would be missed by the code that reads it."""
+    parsed = OverridesParser.create().parse_overrides(variant)
+    changes = [o for o in parsed if o.is_add() or o.is_delete()]
+    if not changes:
+        return
+    kept = [o.input_line for o in parsed if not (o.is_add() or o.is_delete())]
+    base = composed(config_name, [*kept, *own])
+    for o in changes:
+        *parents, name = o.key_or_group.split(".")
+        node = base
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if parents and parents[-1] in FREE_FORM and isinstance(node, dict):
+            continue
+        if o.is_delete():
+            raise InputError(
+                f"{o.key_or_group}: a setting cannot be removed (~); set its value instead"
+            )
+        if isinstance(node, dict) and name not in node:
+            raise InputError(
+                f"{o.key_or_group}: no such setting (+ adds a key nothing reads); "
+                f"expected one of {', '.join(sorted(node))}"
+            )
 
 
 def composed(config_name: str, overrides: list[str]) -> dict:

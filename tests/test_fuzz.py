@@ -89,6 +89,9 @@ CONFIG = [
     ["evolution=nosuch"],
     ["run.roundz=3"],
     ["+run=1"],
+    *[[a] for a in ("+foo=1", "+run.roundz=3", "+backend.nosuch=1", "+guard.rate=0.5")],
+    *[[a] for a in ("~run.rounds", "~guard", "~backend.p_violate")],
+    *[["backend=organism", f"backend.cache_dir={d}"] for d in ("/dev/null", "/dev/null/sub")],
     ["hydra/launcher=nosuch"],
     ["hydra.run.dirr=x"],
     ["run.rounds=[1,2"],
@@ -295,6 +298,17 @@ def test_value_checks_accept_exactly_their_values(value):
         assert isinstance(listed(value, "f"), list)
     except InputError as e:
         assert str(e).startswith("f: ")
+
+
+def test_plus_adds_keys_only_to_mappings_of_the_users_own():
+    from sim.overrides import check_overrides
+    from sim.run import CONF
+
+    kwargs = "+backend.chat_template_kwargs.enable_thinking=false"
+    check_overrides(CONF, "config", ["backend=hf", kwargs, "+backend.adapters.a0=/x"])
+    check_overrides(CONF, "config", ["++seed=3"])
+    with pytest.raises(InputError, match="backend.model.revision: no such setting"):
+        check_overrides(CONF, "config", ["backend=hf", "+backend.model.revision=main"])
 
 
 def test_an_experiment_in_a_config_dir_is_found(tmp_path):

@@ -25,14 +25,30 @@ def organism_path(cfg: Mapping) -> Path:
     if align not in ALIGNMENTS:
         expected = ", ".join("null" if a is None else a for a in ALIGNMENTS)
         raise InputError(f"backend.align: {align!r}; expected one of {expected}")
+    cache = cache_root(cfg)
     if align is None:
-        return organism_dir(cfg["organism"], cfg["cache_dir"])
+        return organism_dir(cfg["organism"], cache)
     from agents.alignment.organism import aligned_organism, organism_base
 
     if align == "none":
-        return organism_base(cfg["organism"], cfg["cache_dir"])
+        return organism_base(cfg["organism"], cache)
     recipe = cfg["recipes"][align]
-    return aligned_organism(cfg["organism"], cfg["cache_dir"], recipe, cfg["align_data"])
+    return aligned_organism(cfg["organism"], cache, recipe, cfg["align_data"])
+
+
+def cache_root(cfg: Mapping) -> Path:
+    """backend.cache_dir (TIPLAB_CACHE by default) as a directory, made if missing; named
+    in one line when it cannot be one (a file, or a parent that is a file or read-only),
+    before minutes of building."""
+    root = Path(cfg["cache_dir"]).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(
+            f"backend.cache_dir: {root} cannot be a directory ({e.strerror}); "
+            "expected a directory for the organism's builds (or set TIPLAB_CACHE)"
+        ) from None
+    return root
 
 
 def organism_backend(cfg: Mapping, rng: np.random.Generator) -> HFBackend:
