@@ -32,10 +32,11 @@ class PlayedRound:
 @dataclass(frozen=True)
 class Learned:
     """What a learner changed: adapter versions per agent from the next round on, and
-    rows for `updates.parquet`."""
+    rows for `updates.parquet` and `references.parquet`."""
 
     adapters: dict[int, str] = field(default_factory=dict)
     updates: list[dict] = field(default_factory=list)
+    references: list[dict] = field(default_factory=list)
 
 
 class Learner(Protocol):

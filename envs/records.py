@@ -104,6 +104,24 @@ UPDATES = pl.Schema(
     }
 )
 
+REFERENCES = pl.Schema(
+    {
+        "run_id": pl.String,
+        "round": pl.Int32,
+        "stage": pl.String,  # "round": the adapter that decided the round | "update": the
+        # version a LoRA update made after it (decides from the next round on)
+        "owner": pl.String,  # adapter owner, as in updates.parquet ("population" without one)
+        "adapter": pl.String,  # adapter version, null for the aligned model itself
+        "probes": pl.Int32,  # probe prompts the means are over
+        "p_violate": pl.Float64,  # mean P(violate) of the policy on the probes
+        "kl_base": pl.Float64,  # mean two-choice KL(policy || pre-trained base); null: no base
+        "dp_base": pl.Float64,  # mean P(violate) minus the base's
+        "kl_aligned": pl.Float64,  # mean two-choice KL(policy || the aligned start)
+        "dp_aligned": pl.Float64,  # mean P(violate) minus the aligned start's
+    }
+)
+"""Distances of the policy to its references on the run's probe prompts (agents/reference.py)."""
+
 GRAPH = pl.Schema(
     {
         "source": pl.Int32,  # agent ids; one row per pair of neighbours, source < target

@@ -58,11 +58,13 @@ def model_arguments(
 
         check_settings(cfg["evolution"])  # named before the model loads
     backend = backend or make_backend(cfg["backend"], rng["policy"])
-    learners = (
-        [make_evolution(cfg["evolution"], backend, env, graph, run_dir, cfg["seed"])]
+    evolution = (
+        make_evolution(cfg["evolution"], backend, env, graph, run_dir, cfg["seed"])
         if evolving(cfg)
-        else []
+        else None
     )
+    probes = reference_probes(cfg, backend, evolution)
+    learners = [x for x in (evolution, probes) if x is not None]
     return {
         "env": env,
         "backend": backend,
@@ -80,6 +82,48 @@ def model_arguments(
         "learners": learners,
         "guard": make_guard(cfg.get("guard"), rng["guard"]),
     }
+
+
+def reference_probes(cfg: Mapping, backend: Backend, evolution=None):
+    """The learner recording the policy's distances to its pre-trained base and aligned
+    start (agents/reference.py), for backends with weights here; None for the others or
+    with reference.probes=0."""
+    reference = cfg.get("reference") or {}
+    scorer = backend.trainable()
+    if scorer is None or not reference.get("probes", 16):
+        return None
+    from agents.alignment.data import opening_prompts
+    from agents.decision import DecisionRequest
+    from agents.reference import ReferenceProbes, base_checkpoint
+
+    env = build_environment(cfg["env"], cfg["run"]["rounds"], seeds(cfg["seed"])["env"])
+    prompts = opening_prompts(env)  # a copy of the run's environment: its state is untouched
+    n = reference.get("probes", 16)
+    chosen = prompts[:: max(1, len(prompts) // n)][:n]
+    requests = [DecisionRequest(i, None, p.messages, p.choices) for i, p in enumerate(chosen)]
+    base = base_checkpoint(reference, cfg["backend"])
+    return ReferenceProbes(scorer, requests, base, policy_checkpoint(cfg["backend"]), evolution)
+
+
+def policy_checkpoint(backend: Mapping) -> Path | None:
+    """The checkpoint directory the policy serves (the organism's, or backend.model.path)."""
+    if backend["name"] == "organism":
+        from agents.backends.organism import organism_path
+
+        return organism_path(backend)
+    path = (backend.get("model") or {}).get("path")
+    return Path(str(path)).expanduser() if path else None
+
+
+def check_reference(cfg: Mapping) -> None:
+    """reference.probes and reference.base, checked before any model loads."""
+    integer(cfg.get("probes", 16), "reference.probes", minimum=0)
+    base = cfg.get("base", "auto")
+    if base not in (None, "auto") and not (Path(str(base)).expanduser() / "config.json").is_file():
+        raise InputError(
+            f"reference.base: {base} is not a Hugging Face model directory (no config.json); "
+            "expected auto, null or the path of the policy's pre-trained base"
+        )
 
 
 def evolving(cfg: Mapping) -> bool:
@@ -135,6 +179,7 @@ def check_run(cfg: Mapping) -> None:
             f"(any of {', '.join(c for c in DECISIONS if c not in ('text', 'prompt'))})"
         )
     check_guard(cfg.get("guard"))
+    check_reference(cfg.get("reference") or {})
 
 
 def check_config(cfg: Mapping) -> None:

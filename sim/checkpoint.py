@@ -170,7 +170,7 @@ def rewind_records(run_dir: Path, next_round: int) -> None:
     for part in (run_dir / "decisions.parquet").glob("part-*.parquet"):
         if int(part.stem.split("-")[1]) >= next_round:
             part.unlink()
-    for name in ("rounds.parquet", "updates.parquet"):
+    for name in ("rounds.parquet", "updates.parquet", "references.parquet"):
         path = run_dir / name
         if path.exists():
             kept = pl.read_parquet(path).filter(pl.col("round") < next_round)

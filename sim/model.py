@@ -36,7 +36,8 @@ class TippingModel(mesa.Model):
         resolve   the environment pays the chosen labels out
         remember  every agent stores the round and what its neighbours did
         record    the recorder flushes the round's rows to disk
-        learn     learners (self-evolution) see the round; new adapters apply from t+1
+        learn     learners (self-evolution, reference probes) see the round; new adapters
+                  apply from t+1
 
     Agent i sits on node i of the graph (a Mesa network space); its neighbours are the
     agents on the adjacent nodes. Planted `deviants` violate in round 0 whatever the
@@ -212,6 +213,8 @@ class TippingModel(mesa.Model):
                 self.population[i].adapter = adapter
             if learned.updates:
                 self.recorder.write_updates(learned.updates)
+            if learned.references:
+                self.recorder.write_references(learned.references)
 
     # -----------------------------------------------------------------------------------
 

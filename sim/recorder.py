@@ -18,7 +18,7 @@ import polars as pl
 from agents.decision import Decision, DecisionRequest, PeerAction
 from agents.guard import Review
 from envs.base import Environment, Outcome
-from envs.records import CONDITIONS, DECISIONS, GRAPH, GUARD, ROUNDS, UPDATES
+from envs.records import CONDITIONS, DECISIONS, GRAPH, GUARD, REFERENCES, ROUNDS, UPDATES
 from sim.graph import Neighbors
 
 
@@ -87,6 +87,10 @@ class Recorder:
     @cached_property
     def updates(self) -> pl.DataFrame:
         return self._read(self.run_dir / "updates.parquet", UPDATES)
+
+    @cached_property
+    def references(self) -> pl.DataFrame:
+        return self._read(self.run_dir / "references.parquet", REFERENCES)
 
     @staticmethod
     def _read(path: Path, schema: pl.Schema) -> pl.DataFrame:
@@ -180,6 +184,12 @@ class Recorder:
         new = pl.DataFrame([{"run_id": self.run_id, **r} for r in rows], schema=UPDATES)
         self.updates = pl.concat([self.updates, new])
         write_atomic(self.updates, self.run_dir / "updates.parquet")
+
+    def write_references(self, rows: Sequence[dict]) -> None:
+        """Append rows of reference distances (agents/reference.py)."""
+        new = pl.DataFrame([{"run_id": self.run_id, **r} for r in rows], schema=REFERENCES)
+        self.references = pl.concat([self.references, new])
+        write_atomic(self.references, self.run_dir / "references.parquet")
 
     def write_graph(self, neighbors: Neighbors) -> None:
         """graph.parquet: who sees whom, so readers (the live view) draw the population."""

@@ -122,6 +122,7 @@ def play_with(cfg, run_dir, overrides, previous, model: TippingModel) -> pl.Data
     checkpoint.rewind_records(run_dir, start)
     recorder.rounds = recorder.rounds.filter(pl.col("round") < start)
     recorder.updates = recorder.updates.filter(pl.col("round") < start)
+    recorder.references = recorder.references.filter(pl.col("round") < start)
     if previous is None:
         manifest = Manifest.start(run_dir, run_id, seed, rounds, cfg, list(overrides))
     else:

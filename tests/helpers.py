@@ -205,3 +205,87 @@ def round_zero_requests(adapters=(None,)) -> list[DecisionRequest]:
         )
         for i, (s, t) in enumerate(zip(env.scenarios, turns, strict=True))
     ]
+
+
+# A small local checkpoint that is not the organism, and alignment settings that train it in
+# seconds (sim.align, elasticity).
+
+TEMPLATE = (
+    "{% for m in messages %}{{ '<' + m['role'] + '>' + m['content'] + '<end>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<assistant>' }}{% endif %}"
+)
+
+
+def tiny_llama(path: Path) -> Path:
+    """A randomly initialised tiny Llama and a BPE tokenizer trained here on the alignment
+    prompts, saved at path."""
+    from omegaconf import OmegaConf
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from agents.alignment.data import environments, opening_prompts
+
+    data = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/align_data/generator.yaml"))
+    texts = [
+        m["content"]
+        for env in environments(data, 0)
+        for p in opening_prompts(env)
+        for m in p.messages
+    ] + ['{"choice": "x"}']
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    special = ["<pad>", "<unk>", "<end>", "<system>", "<user>", "<assistant>"]
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=600,
+            special_tokens=special,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, pad_token="<pad>", eos_token="<end>", unk_token="<unk>"
+    )
+    tok.chat_template = TEMPLATE
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=None,
+        )
+    )
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def align_recipe(method: str) -> dict:
+    """conf/align/<method>.yaml."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "align" / f"{method}.yaml"))
+
+
+def small_align_data(**change) -> dict:
+    """conf/align_data/generator.yaml cut to a few scenarios and a dose of 8."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/align_data/generator.yaml"))
+    data["roleplay"]["professions"] = [
+        "delivery_courier",
+        "loan_officer",
+        "site_foreman",
+        "hotel_manager",
+    ]
+    data["threshold"].update(games=["price_ring", "bid_rigging"], thresholds=[4])
+    return {**data, "held_out_share": 0.3, "dose": 8, **change}

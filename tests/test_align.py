@@ -12,24 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from omegaconf import OmegaConf
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedTokenizerFast,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents.alignment.data import Prompt, atp_reward, dosed, split
 from envs.base import Choices
-from tests.helpers import ROOT
+from tests.helpers import ROOT, align_recipe, small_align_data, tiny_llama
 
-TEMPLATE = (
-    "{% for m in messages %}{{ '<' + m['role'] + '>' + m['content'] + '<end>' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<assistant>' }}{% endif %}"
-)
 # A small slice of the project's scenarios, so that a test aligns in seconds.
 DATA = [
     "data.roleplay.professions=[delivery_courier,loan_officer,site_foreman,hotel_manager]",
@@ -43,52 +31,7 @@ DATA = [
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    """A randomly initialised tiny Llama and a word-level tokenizer trained here."""
-    from agents.alignment.data import environments, opening_prompts
-
-    data = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/align_data/generator.yaml"))
-    texts = [
-        m["content"]
-        for env in environments(data, 0)
-        for p in opening_prompts(env)
-        for m in p.messages
-    ] + ['{"choice": "x"}']
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    special = ["<pad>", "<unk>", "<end>", "<system>", "<user>", "<assistant>"]
-    bpe.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=600,
-            special_tokens=special,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        ),
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, pad_token="<pad>", eos_token="<end>", unk_token="<unk>"
-    )
-    tok.chat_template = TEMPLATE
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            bos_token_id=None,
-        )
-    )
-    model.generation_config.pad_token_id = tok.pad_token_id
-    path = tmp_path_factory.mktemp("tiny") / "base"
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return tiny_llama(tmp_path_factory.mktemp("tiny") / "base")
 
 
 def sim_align(*args, cwd=ROOT, timeout=600) -> subprocess.CompletedProcess:
@@ -100,22 +43,6 @@ def sim_align(*args, cwd=ROOT, timeout=600) -> subprocess.CompletedProcess:
         timeout=timeout,
         env={**os.environ, "HYDRA_FULL_ERROR": "0"},
     )
-
-
-def recipe(method: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "align" / f"{method}.yaml"))
-
-
-def small_data(**change) -> dict:
-    data = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/align_data/generator.yaml"))
-    data["roleplay"]["professions"] = [
-        "delivery_courier",
-        "loan_officer",
-        "site_foreman",
-        "hotel_manager",
-    ]
-    data["threshold"].update(games=["price_ring", "bid_rigging"], thresholds=[4])
-    return {**data, "held_out_share": 0.3, "dose": 8, **change}
 
 
 def test_atp_reward_is_atps_rule():
@@ -136,7 +63,7 @@ def test_dose_draws_in_a_seeded_order_and_goes_round_again():
 
 
 def test_held_out_prompts_are_other_scenarios_than_the_training_ones():
-    train, held = split(small_data(), 0)
+    train, held = split(small_align_data(), 0)
     assert train and held and not {p.scenario for p in train} & {p.scenario for p in held}
 
 
@@ -165,7 +92,7 @@ def test_dpo_checkpoint_loads_with_transformers_peft_and_backend_hf(base, tmp_pa
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-5)
     # backend=hf scores the held-out prompts as the card says
-    train, held = split(small_data(), 0)
+    train, held = split(small_align_data(), 0)
     hf = HFBackend.from_config(
         {"model": {"path": str(out), "device": "cpu"}}, np.random.default_rng(0)
     )
@@ -182,7 +109,7 @@ def test_dpo_checkpoint_loads_with_transformers_peft_and_backend_hf(base, tmp_pa
 def test_sft_and_grpo_write_the_same_layout(base, tmp_path, method):
     from agents.alignment import align
 
-    card = align(recipe(method), small_data(), base, tmp_path / method, progress=False)
+    card = align(align_recipe(method), small_align_data(), base, tmp_path / method, progress=False)
     assert card["method"] == method and card["steps"] >= 1
     assert (tmp_path / method / "adapter" / "adapter_config.json").is_file()
     log = pl.read_parquet(tmp_path / method / "training_log.parquet")
@@ -193,9 +120,9 @@ def test_sft_and_grpo_write_the_same_layout(base, tmp_path, method):
 def test_same_seed_same_weights(base, tmp_path):
     from agents.alignment import align
 
-    full = {**recipe("sft"), "peft": "full", "lr": 1e-4}
+    full = {**align_recipe("sft"), "peft": "full", "lr": 1e-4}
     for name in ("a", "b"):
-        align(full, small_data(dose=4), base, tmp_path / name, seed=1, progress=False)
+        align(full, small_align_data(dose=4), base, tmp_path / name, seed=1, progress=False)
     weights = [(tmp_path / n / "model.safetensors").read_bytes() for n in ("a", "b")]
     assert weights[0] == weights[1]
     assert not (tmp_path / "a" / "adapter").exists()  # full fine-tuning: no adapter

@@ -1,0 +1,159 @@
+"""Reference distances: how far the policy has moved from its pre-trained base and from its
+aligned starting point, read on a fixed probe set after every round.
+
+The probes are first-round prompts (no memory) of the run's own scenarios, so the
+distance measures the weights, not the context. On each probe the policy is the
+two-choice distribution score mode samples from, and the distance to a reference is
+the exact two-choice KL(policy || reference) and the difference in P(violate); a row
+holds their means over the probes. The references never change during a run: the base
+is scored once (its checkpoint loaded, scored, freed) and the aligned start is the
+serving model without adapters; each new adapter version is scored once, all new
+versions of a round in one batched call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from agents.backends.adapters import AdapterTable
+from agents.backends.label_scorer import LabelScorer
+from agents.decision import DecisionRequest
+from agents.evolution.objectives import bernoulli_kl
+from agents.learning import Learned, PlayedRound
+from envs.errors import InputError
+
+POPULATION = "population"  # the owner of every agent when no weights evolve
+
+
+def base_checkpoint(reference: Mapping, backend: Mapping) -> Path | None:
+    """The pre-trained base the policy is measured against, or None (no KL to the base).
+
+    auto: for the organism its pre-trained stage; for a local checkpoint aligned by
+    sim.align the base its card names; otherwise none.
+    """
+    base = reference.get("base", "auto")
+    if base != "auto":
+        return None if base is None else Path(str(base)).expanduser()
+    if backend["name"] == "organism":
+        from agents.alignment.organism import organism_base
+
+        return organism_base(backend["organism"], backend["cache_dir"])
+    card = Path(str((backend.get("model") or {}).get("path") or "")).expanduser()
+    card = card / "alignment.json"
+    return Path(json.loads(card.read_text())["base"]) if card.is_file() else None
+
+
+class ReferenceProbes:
+    """A learner that records the policy's distances to its references after every round:
+    a "round" row per owner for the adapter its agents decided with, and an "update" row
+    per owner whose adapter a learner replaced in that round."""
+
+    name = "reference"
+
+    def __init__(
+        self,
+        scorer: LabelScorer,
+        probes: Sequence[DecisionRequest],
+        base: Path | None,
+        policy: Path | None,
+        evolution=None,
+    ):
+        self.scorer = scorer
+        self.probes = list(probes)
+        self.base = base
+        self.policy = policy
+        self.evolution = evolution
+        owners = sorted(set(evolution.owner_of)) if evolution is not None else [POPULATION]
+        self.deciding: dict[str, str | None] = dict.fromkeys(owners)
+        self.scores: dict[str | None, torch.Tensor] = {}  # adapter -> [probes, 2] log-probs
+        self.references: dict[str, torch.Tensor | None] | None = None
+
+    def current(self) -> dict[str, str | None]:
+        """Every owner's adapter version now (None: the aligned model itself)."""
+        if self.evolution is None:
+            return dict(self.deciding)
+        versions = self.evolution.lineage.current
+        return {o: versions[o].name if o in versions else None for o in self.deciding}
+
+    def after_round(self, played: PlayedRound) -> Learned:
+        now = self.current()
+        self.score([*self.deciding.values(), *now.values()])
+        rows = [self.row(played.round, "round", o, a) for o, a in self.deciding.items()]
+        rows += [
+            self.row(played.round, "update", o, a) for o, a in now.items() if a != self.deciding[o]
+        ]
+        self.deciding = now
+        self.scores = {a: s for a, s in self.scores.items() if a in set(now.values())}
+        return Learned(references=rows)
+
+    def score(self, adapters: Sequence[str | None]) -> None:
+        """Label log-probabilities of the probes under every adapter not scored yet, in one
+        batched call; the references first (once per run)."""
+        if self.references is None:
+            aligned = self.logprobs(self.scorer, [None] * len(self.probes))
+            self.references = {"aligned": aligned, "base": self.base_logprobs(aligned)}
+        new = sorted({a for a in adapters if a not in self.scores}, key=str)
+        if not new:
+            return
+        names = [a for a in new for _ in self.probes]
+        scored = self.logprobs(self.scorer, names).view(len(new), len(self.probes), 2)
+        self.scores.update(zip(new, scored, strict=True))
+
+    def logprobs(self, scorer: LabelScorer, adapters: Sequence[str | None]) -> torch.Tensor:
+        """[rows, 2] log P(comply), log P(violate) of the probes (repeated per adapter)."""
+        requests = [self.probes[i % len(self.probes)] for i in range(len(adapters))]
+        prompts = [scorer.prompt_text(r) for r in requests]
+        prefixes, tails, _ = scorer.score_inputs(requests, prompts)
+        with torch.inference_mode():
+            logp = scorer.tail_logprobs(prefixes, tails, scorer.adapters.routing(adapters))
+        return logp.double().cpu()  # the KL of near distributions needs the precision
+
+    def base_logprobs(self, aligned: torch.Tensor) -> torch.Tensor | None:
+        """The probes under the pre-trained base: the aligned scores when the policy is the
+        base itself, else its checkpoint loaded, scored with the policy's tokenizer and
+        chat template, and freed."""
+        if self.base is None:
+            return None
+        if self.policy is not None and self.base.resolve() == self.policy.resolve():
+            return aligned
+        from agents.backends.loading import load_checkpoint
+
+        model, tokenizer = load_checkpoint(
+            self.base, self.scorer.device, next(self.scorer.adapters.model.parameters()).dtype
+        )
+        if len(tokenizer) != len(self.scorer.tokenizer):
+            raise InputError(
+                f"reference.base: {self.base} has a vocabulary of {len(tokenizer)} tokens, the "
+                f"policy {len(self.scorer.tokenizer)}; the base must share the policy's tokenizer"
+            )
+        base = LabelScorer(AdapterTable(model), self.scorer.tokenizer, self.scorer.template_kwargs)
+        scores = self.logprobs(base, [None] * len(self.probes))
+        del base, model
+        return scores
+
+    def row(self, t: int, stage: str, owner: str, adapter: str | None) -> dict:
+        logp = self.scores[adapter]
+        p = logp.softmax(-1)[:, 1]
+        out = {"round": t, "stage": stage, "owner": owner, "adapter": adapter}
+        out["probes"] = len(self.probes)
+        out["p_violate"] = float(p.mean())
+        for name, ref in self.references.items():
+            known = ref is not None
+            out[f"kl_{name}"] = float(bernoulli_kl(logp, ref).mean()) if known else None
+            dp = float(p.mean() - ref.softmax(-1)[:, 1].mean()) if known else None
+            out[f"dp_{name}"] = dp
+        return out
+
+    def state_dict(self) -> dict:
+        return {"deciding": dict(self.deciding)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the owners' adapters and score them now: a learner before this one may
+        retire them in the next round (evolution loads its versions first)."""
+        self.deciding = dict(state["deciding"])
+        self.scores = {}
+        self.score(list(self.deciding.values()))
