@@ -1,6 +1,8 @@
 """Resume: a run killed at any round and resumed records exactly what an uninterrupted run does."""
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import polars as pl
@@ -54,6 +56,37 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, uninterrupted, ki
     assert json.loads((tmp_path / "manifest.json").read_text())["status"] == "complete"
     rounds = pl.read_parquet(tmp_path / "rounds.parquet")
     assert rounds["round"].to_list() == list(range(12))
+
+
+def test_a_kill_inside_checkpoint_writing_resumes_identically(tmp_path, uninterrupted):
+    """checkpoint.save writes a temporary file and renames it over the checkpoint; a kill
+    inside it leaves the previous checkpoint and a partial temporary file, made here."""
+    kill_after(sim_start(*ARGS, f"hydra.run.dir={tmp_path}"), tmp_path, 5)
+    saved = tmp_path / checkpoint.FILE
+    partial = saved.read_bytes()[: saved.stat().st_size // 2]
+    saved.with_name(f".{saved.name}.tmp").write_bytes(partial)
+    out = sim_run(f"resume={tmp_path}", "run.progress=false")
+    assert out.returncode == 0, out.stderr
+    assert decisions(tmp_path).equals(uninterrupted)
+    assert json.loads(saved.read_text())["state"]["round"] == 12
+
+
+def test_a_kill_inside_report_writing_is_mended_on_resume(tmp_path, uninterrupted):
+    """The report is written after the run completes; a kill while it is written leaves a
+    complete run whose report resume writes again."""
+    proc = sim_start(*ARGS, "run.report=true", f"hydra.run.dir={tmp_path}")
+    deadline = time.time() + 300
+    while not (tmp_path / "report").is_dir():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its report"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "report" / "index.html").exists()  # killed inside the report
+    assert json.loads((tmp_path / "manifest.json").read_text())["status"] == "complete"
+    out = sim_run(f"resume={tmp_path}", "run.progress=false")
+    assert out.returncode == 0 and "already complete" in out.stderr, out.stderr
+    assert decisions(tmp_path).equals(uninterrupted)
+    assert "<html" in (tmp_path / "report" / "index.html").read_text()
 
 
 def test_finished_run_is_not_run_again(tmp_path):

@@ -12,6 +12,7 @@ p_violate, no tipping) and takes a few seconds. Sections live in `report.run` an
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -100,6 +101,9 @@ def write_report(
     else:
         sweep_report(page, inputs)
     page.facts.append(("report written in", f"{time.perf_counter() - started:.1f} s"))
-    (out / "index.html").write_text(page_html(page))
+    # The page last, whole or not at all: a report cut short (a kill) has no index.html.
     (out / "summary.md").write_text(page_markdown(page))
+    tmp = out / ".index.html.tmp"
+    tmp.write_text(page_html(page))
+    os.replace(tmp, out / "index.html")
     return out
