@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -148,7 +149,9 @@ def play_with(cfg, run_dir, overrides, previous, model: TippingModel) -> pl.Data
 
 
 def play_rounds(cfg, run_dir, model: TippingModel, manifest: Manifest) -> None:
-    """Rounds from the model's current one to the last: records, ledger, checkpoint."""
+    """Rounds from the model's current one to the last: records, ledger, checkpoint; the
+    warnings a round raised (e.g. a backend that ran out of memory and split its batches,
+    which moves scores in the last float bits) go into the manifest with their round."""
     rounds = cfg["run"]["rounds"]
     every = cfg["run"]["checkpoint_every"]
     recorder = model.recorder
@@ -161,7 +164,11 @@ def play_rounds(cfg, run_dir, model: TippingModel, manifest: Manifest) -> None:
         disable=not cfg["run"]["progress"],
     )
     for t in bar:
-        model.step()
+        with warnings.catch_warnings(record=True) as caught:
+            model.step()
+        for w in caught:  # shown as usual, and kept with the round they came from
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            manifest.data.setdefault("warnings", []).append({"round": t, "warning": str(w.message)})
         manifest.data["ledger"][str(t)] = ledger.entry(run_dir, t, recorder.updates)
         manifest.update(rounds_completed=t + 1)
         if every and ((t + 1) % every == 0 or t + 1 == rounds):
