@@ -1,4 +1,5 @@
-"""Condition columns for runs recorded before the recorder wrote them.
+"""Condition columns read beside the records: a whole run's (`method`, from its config),
+and the scenario's for runs recorded before the recorder wrote them.
 
 Such runs have only the scenario id (`price_ring/k2/1.2-1-0.8`, `loan_officer/1.7-2.4`)
 and the resolved config in manifest.json; both say most of what `envs.base.Conditions`
@@ -17,8 +18,27 @@ GAME_ID = rf"^([^/]+)/(?:[0-9]+/n([0-9]+)/)?k([0-9]+)/{NUM}-{NUM}-{NUM}$"
 ITEM_ID = rf"^([^/]+)/{NUM}-{NUM}$"  # name/{comply}-{violate}
 
 
+def method_of(config: dict) -> str:
+    """The defences a run's config puts in force, as one label: the policy's alignment
+    (the organism's `backend.align`: aligned by its build, unaligned, sft, dpo, grpo; for
+    other backends the backend's name), then the guard and where it acts, e.g.
+    `aligned + calibrated guard at execution (counterfactual)`."""
+    backend = config.get("backend") or {}
+    if backend.get("name") == "organism":
+        align = backend.get("align")
+        method = {None: "aligned", "none": "unaligned"}.get(align, align)
+    else:
+        method = str(backend.get("name", "unknown"))
+    guard = config.get("guard") or {}
+    if guard.get("name", "none") != "none":
+        where = f"{guard['name']} guard at {guard.get('position')}"
+        method += f" + {where} ({guard.get('feedback')})"
+    return method
+
+
 def backfilled(decisions: pl.LazyFrame, config: dict) -> pl.LazyFrame:
-    """`decisions` with null condition columns filled from the scenario id and the config.
+    """`decisions` with the run's `method` (`method_of`) and null condition columns filled
+    from the scenario id and the config.
 
     config: the run's resolved config (manifest.json's "config"; {} when unknown).
     """
@@ -51,6 +71,9 @@ def backfilled(decisions: pl.LazyFrame, config: dict) -> pl.LazyFrame:
         "schedule": pl.when(roleplay).then(pl.lit(env.get("schedule"), pl.String)),
     }
     return decisions.with_columns(
-        pl.coalesce(pl.col(name), expr.cast(CONDITIONS[name])).alias(name)
-        for name, expr in parsed.items()
+        *(
+            pl.coalesce(pl.col(name), expr.cast(CONDITIONS[name])).alias(name)
+            for name, expr in parsed.items()
+        ),
+        method=pl.lit(method_of(config), pl.String),
     )

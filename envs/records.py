@@ -29,6 +29,11 @@ CONDITIONS = pl.Schema(
 )
 """A scenario's conditions (the fields of `envs.base.Conditions`, described there)."""
 
+RUN_CONDITIONS = ("method",)
+"""Conditions of a whole run, read from its config beside its records (analysis.conditions):
+`method`, the defences in force (the policy's alignment and the guard), what the alignment
+and guard presets compare."""
+
 GUARD = pl.Schema(
     {
         "proposed": pl.String,  # the agent's own choice, before the guard (null: invalid)

@@ -25,7 +25,7 @@ from envs.atp import load_ma_games, load_sa_questions
 from envs.base import Environment
 from envs.catalog import roleplay_items, threshold_games
 from envs.errors import boolean, feasible, integer, listed, number
-from envs.records import DECISIONS
+from envs.records import DECISIONS, RUN_CONDITIONS
 from envs.supervision import SupervisionSchedule
 from sim.graph import initial_deviants, population_graph
 from sim.model import TippingModel
@@ -173,10 +173,11 @@ def check_run(cfg: Mapping) -> None:
         boolean(cfg["run"][key], f"run.{key}")
     boolean(cfg["deviants"]["always"], "deviants.always")
     by = cfg["report"]["by"]
-    if not isinstance(by, list) or any(c not in DECISIONS for c in by):
+    columns = [*(c for c in DECISIONS if c not in ("text", "prompt")), *RUN_CONDITIONS]
+    if not isinstance(by, list) or any(c not in columns for c in by):
         raise InputError(
             f"report.by: {by!r}; expected a list of decision columns, e.g. [threshold] "
-            f"(any of {', '.join(c for c in DECISIONS if c not in ('text', 'prompt'))})"
+            f"(any of {', '.join(columns)})"
         )
     check_guard(cfg.get("guard"))
     check_reference(cfg.get("reference") or {})

@@ -9,7 +9,7 @@ from dataclasses import fields
 import polars as pl
 import pytest
 
-from analysis.conditions import backfilled
+from analysis.conditions import backfilled, method_of
 from analysis.load import scan_decisions
 from envs import RolePlayEnv
 from envs.atp import load_ma_questions, load_ma_templates, load_sa_questions
@@ -184,3 +184,38 @@ def test_recorded_conditions_match_what_older_runs_read_back(tmp_path, args):
     else:
         assert set(recorded.get_column("threshold")) == {2, 6}
         assert set(recorded.get_column("group_size")) == {6}
+
+
+@pytest.mark.parametrize(
+    ("config", "method"),
+    [
+        ({"backend": {"name": "organism", "align": None}}, "aligned"),
+        ({"backend": {"name": "organism", "align": "none"}}, "unaligned"),
+        ({"backend": {"name": "organism", "align": "dpo"}, "guard": {"name": "none"}}, "dpo"),
+        ({"backend": {"name": "hf"}}, "hf"),
+        (
+            {
+                "backend": {"name": "organism", "align": "grpo"},
+                "guard": {"name": "model", "position": "training", "feedback": "executed"},
+            },
+            "grpo + model guard at training (executed)",
+        ),
+    ],
+)
+def test_method_names_the_defences_in_force(config, method):
+    assert method_of(config) == method
+
+
+def test_a_report_by_method_has_one_curve_per_defence(tmp_path):
+    done = sim_run(
+        "-m",
+        "backend=reward_following",
+        "guard=none,counterfactual",
+        "report.by=[method]",
+        "run.rounds=2",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert done.returncode == 0, done.stderr
+    rates = pl.read_csv(tmp_path / "report" / "tables" / "rates.csv")
+    guarded = "reward_following + calibrated guard at execution (counterfactual)"
+    assert set(rates["method"]) == {"reward_following", guarded}
