@@ -27,6 +27,7 @@ from envs.catalog import roleplay_items, threshold_games
 from envs.errors import boolean, feasible, integer, listed, number
 from envs.records import DECISIONS, RUN_CONDITIONS
 from envs.supervision import SupervisionSchedule
+from sim.corrector import served
 from sim.graph import initial_deviants, population_graph
 from sim.model import TippingModel
 from sim.recorder import Recorder
@@ -80,7 +81,7 @@ def model_arguments(
         "deviants": deviants,
         "deviants_always": cfg["deviants"]["always"],
         "learners": learners,
-        "guard": make_guard(cfg.get("guard"), rng["guard"]),
+        "guard": make_guard(served(cfg.get("guard"), cfg["run"]["progress"]), rng["guard"]),
     }
 
 

@@ -82,7 +82,7 @@ class TippingModel(mesa.Model):
         self.learners = list(learners)
         self.guard = guard
         self.mode = mode
-        self.needs_messages = backend.needs_messages
+        self.needs_messages = backend.needs_messages or (guard is not None and guard.needs_messages)
         self.peer_view = peer_view
         self.aggregate_above = aggregate_above
         self.deviants = np.zeros(env.n_agents, bool)

@@ -47,6 +47,16 @@ CONFIG = [
     ],  # fmt: skip
     ["guard=model", "guard.mode=guess"],
     ["guard=model", "guard.backend=null"],
+    *[
+        ["guard=corrector", f"guard.corrector.{k}={v}"]
+        for k, v in (
+            ("data.scenarios", "0"),
+            ("data.identity_share", "1"),
+            ("train.epochs", "nan"),
+            ("train.lr", "0"),
+        )
+    ],
+    ["guard=corrector", "backend@guard.backend=fixed"],
     ["agents.peer_view=everything"],
     ["agents.memory_window=0", "agents.peer_view=full"],
     *[[f"backend.p_violate={v}"] for v in [*NOT_NUMBERS, "0", "1", "-0.5"]],

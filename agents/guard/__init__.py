@@ -1,7 +1,9 @@
 """Guards: an Aligner-style corrector between the agents' decisions and the world.
 
 `guard.name`: none (no guard stage) | calibrated (set catch and false-edit rates) |
-model (any backend prompted in Aligner's format, agents/guard/aligner.py).
+model (any backend prompted in Aligner's format, agents/guard/aligner.py) | corrector (a
+model guard the project trains on the simulator's own decisions, agents/guard/corrector.py;
+sim/corrector.py builds it and serves it as a model guard).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 from agents.guard.base import FEEDBACK, POSITIONS, Guard, Review
 from envs.errors import InputError, number
 
-KINDS = ("none", "calibrated", "model")
+KINDS = ("none", "calibrated", "model", "corrector")
 
 
 def check_guard(cfg: Mapping | None) -> None:
@@ -31,8 +33,17 @@ def check_guard(cfg: Mapping | None) -> None:
     if name == "calibrated":
         for key in ("catch_rate", "false_edit_rate"):
             number(cfg.get(key), f"guard.{key}", low=0.0, high=1.0)
-    if name == "model":
+    if name in ("model", "corrector"):
         check_model_guard(cfg)
+    if name == "corrector":
+        from agents.guard.corrector import check_corrector
+
+        if cfg["backend"]["name"] not in ("organism", "hf"):
+            raise InputError(
+                f"guard.backend.name: {cfg['backend']['name']!r}; the corrector trains from "
+                "local weights: organism or hf (with guard.backend.model.path=DIR)"
+            )
+        check_corrector(cfg["corrector"])
 
 
 def check_model_guard(cfg: Mapping) -> None:
@@ -55,7 +66,9 @@ def make_guard(cfg: Mapping | None, rng: np.random.Generator) -> Guard | None:
     if not cfg or cfg.get("name", "none") == "none":
         return None
     position, feedback = cfg["position"], cfg["feedback"]
-    if cfg["name"] == "model":
+    if cfg["name"] == "corrector" and cfg["backend"]["name"] != "hf":
+        raise ValueError("guard=corrector: serve it through sim.corrector.served first")
+    if cfg["name"] in ("model", "corrector"):
         from agents.guard.aligner import model_guard
 
         return model_guard(cfg, position, feedback, rng)

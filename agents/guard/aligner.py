@@ -42,6 +42,8 @@ class ModelGuard(Guard):
     """Asks its backend for every correction of the round in one `decide` call. In score
     mode the guard's label scores give p(correct): its probability of the proposed label."""
 
+    needs_messages = True  # the agent's prompt is its question
+
     def __init__(self, position, feedback, rng, backend: Backend, mode: str):
         super().__init__(position, feedback, rng)
         backend.check_mode(mode)

@@ -67,6 +67,8 @@ def reviewed(proposed: Decision, text: str, request: DecisionRequest, p_correct=
 class Guard(ABC):
     """Reviews a round's answers in one call; owns its RNG (a stream of the run seed)."""
 
+    needs_messages = False  # whether it reads the agents' prompts (then built for any policy)
+
     def __init__(self, position: str, feedback: str, rng: np.random.Generator):
         self.position = position
         self.feedback = feedback
