@@ -242,6 +242,34 @@ def test_evolution_next_to_the_engine_follows_the_trajectory_hf_follows(
     assert 0.05 < got["p_violate"].mean() < 0.95  # probabilities, not saturated ones
 
 
+MAIN_PYTHON = ROOT / ".venv" / "bin" / "python"  # TRL lives there, beside transformers' pin
+
+
+@engine_test
+@pytest.mark.skipif(not MAIN_PYTHON.is_file(), reason="needs the main environment (make test)")
+def test_a_checkpoint_aligned_by_sim_align_serves_in_vllm_as_in_hf(checkpoint, tmp_path):
+    """`python -m sim.align` (TRL, in the main environment) writes a merged checkpoint that
+    vLLM serves as it is, with backend=hf's scores."""
+    out = tmp_path / "aligned"
+    aligned = subprocess.run(
+        [str(MAIN_PYTHON), "-m", "sim.align", "align=sft", f"base={checkpoint}", f"out={out}"]
+        + ["data.dose=16", "align.epochs=1", "device=cpu", "progress=false"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert aligned.returncode == 0, aligned.stderr[-2000:]
+    assert json.loads((out / "alignment.json").read_text())["method"] == "sft"
+    backend = make_backend(engine_config(out), np.random.default_rng(0))
+    try:
+        got = [d.p_violate for d in backend.decide(requests(), "score")]
+    finally:
+        backend.close()
+    assert got == pytest.approx(hf_p_violate(out, requests(), {}), abs=1e-3)
+    assert got != pytest.approx(hf_p_violate(checkpoint, requests(), {}), abs=1e-3)
+
+
 def engine_processes(pid: int) -> list:
     """The vLLM engine's processes under `pid` (named VLLM::EngineCore, VLLM::Worker)."""
     import psutil
