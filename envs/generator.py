@@ -12,6 +12,9 @@ the first is measured on kinds of scenario it has never seen.
 Scenarios are built as ATP items (single-agent questions, multi-agent templates) and
 read back by envs.atp's readers, so what the generator writes to a file is exactly
 what it plays.
+
+Long because it is mostly text: the families' roles, dilemmas, games and wordings (the
+tables up to HELD_OUT) are about three quarters of it; the drawing code follows them.
 """
 
 from __future__ import annotations
