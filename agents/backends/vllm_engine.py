@@ -22,7 +22,8 @@ all-zero adapter instead, which adds nothing.
 
 vLLM brings its own torch and transformers, so it lives in a separate environment
 (README, `make vllm-env`); this module is imported only when backend=vllm is chosen,
-and says in one line what is missing otherwise.
+and says in one line what is missing otherwise. It is long for those workarounds and the
+engine's lifecycle (load, sleep, adapters, a dead engine), each of which needs its reason.
 """
 
 from __future__ import annotations
