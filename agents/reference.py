@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from agents.backends.adapters import AdapterTable
 from agents.backends.label_scorer import LabelScorer
@@ -45,6 +46,55 @@ def base_checkpoint(reference: Mapping, backend: Mapping) -> Path | None:
     card = Path(str((backend.get("model") or {}).get("path") or "")).expanduser()
     card = card / "alignment.json"
     return Path(json.loads(card.read_text())["base"]) if card.is_file() else None
+
+
+def probe_logprobs(
+    scorer: LabelScorer, probes: Sequence[DecisionRequest], adapters: Sequence[str | None]
+) -> torch.Tensor:
+    """[rows, 2] log P(comply), log P(violate) of the probes, repeated once per adapter
+    (`adapters` has one name per row, None the model without adapters), in one call."""
+    requests = [probes[i % len(probes)] for i in range(len(adapters))]
+    prompts = [scorer.prompt_text(r) for r in requests]
+    prefixes, tails, _ = scorer.score_inputs(requests, prompts)
+    with torch.inference_mode():
+        logp = scorer.tail_logprobs(prefixes, tails, scorer.adapters.routing(adapters))
+    return logp.double().cpu()  # the KL of near distributions needs the precision
+
+
+def distances(logp: torch.Tensor, references: Mapping[str, torch.Tensor | None]) -> dict:
+    """Mean P(violate) over the probes, and per reference the mean two-choice
+    KL(policy || reference) and the difference in mean P(violate) (None without one)."""
+    p = logp.softmax(-1)[:, 1]
+    out = {"p_violate": float(p.mean())}
+    for name, ref in references.items():
+        known = ref is not None
+        out[f"kl_{name}"] = float(bernoulli_kl(logp, ref).mean()) if known else None
+        out[f"dp_{name}"] = float(p.mean() - ref.softmax(-1)[:, 1].mean()) if known else None
+    return out
+
+
+class StepProbes(TrainerCallback):
+    """A transformers callback: the probes' label log-probabilities under the model being
+    trained, before the first optimiser step and after each; `steps`: (step, [n, 2])."""
+
+    def __init__(self, probes: Sequence[DecisionRequest]):
+        self.probes = list(probes)
+        self.steps: list[tuple[int, torch.Tensor]] = []
+
+    def measure(self, state, model, processing_class) -> None:
+        training = model.training
+        model.eval()
+        scorer = LabelScorer(AdapterTable(model), processing_class)
+        self.steps.append(
+            (state.global_step, probe_logprobs(scorer, self.probes, [None] * len(self.probes)))
+        )
+        model.train(training)
+
+    def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
+        self.measure(state, model, processing_class)
+
+    def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
+        self.measure(state, model, processing_class)
 
 
 class ReferenceProbes:
@@ -94,23 +144,14 @@ class ReferenceProbes:
         """Label log-probabilities of the probes under every adapter not scored yet, in one
         batched call; the references first (once per run)."""
         if self.references is None:
-            aligned = self.logprobs(self.scorer, [None] * len(self.probes))
+            aligned = probe_logprobs(self.scorer, self.probes, [None] * len(self.probes))
             self.references = {"aligned": aligned, "base": self.base_logprobs(aligned)}
         new = sorted({a for a in adapters if a not in self.scores}, key=str)
         if not new:
             return
         names = [a for a in new for _ in self.probes]
-        scored = self.logprobs(self.scorer, names).view(len(new), len(self.probes), 2)
+        scored = probe_logprobs(self.scorer, self.probes, names).view(len(new), len(self.probes), 2)
         self.scores.update(zip(new, scored, strict=True))
-
-    def logprobs(self, scorer: LabelScorer, adapters: Sequence[str | None]) -> torch.Tensor:
-        """[rows, 2] log P(comply), log P(violate) of the probes (repeated per adapter)."""
-        requests = [self.probes[i % len(self.probes)] for i in range(len(adapters))]
-        prompts = [scorer.prompt_text(r) for r in requests]
-        prefixes, tails, _ = scorer.score_inputs(requests, prompts)
-        with torch.inference_mode():
-            logp = scorer.tail_logprobs(prefixes, tails, scorer.adapters.routing(adapters))
-        return logp.double().cpu()  # the KL of near distributions needs the precision
 
     def base_logprobs(self, aligned: torch.Tensor) -> torch.Tensor | None:
         """The probes under the pre-trained base: the aligned scores when the policy is the
@@ -131,22 +172,17 @@ class ReferenceProbes:
                 f"policy {len(self.scorer.tokenizer)}; the base must share the policy's tokenizer"
             )
         base = LabelScorer(AdapterTable(model), self.scorer.tokenizer, self.scorer.template_kwargs)
-        scores = self.logprobs(base, [None] * len(self.probes))
+        scores = probe_logprobs(base, self.probes, [None] * len(self.probes))
         del base, model
         return scores
 
     def row(self, t: int, stage: str, owner: str, adapter: str | None) -> dict:
-        logp = self.scores[adapter]
-        p = logp.softmax(-1)[:, 1]
         out = {"round": t, "stage": stage, "owner": owner, "adapter": adapter}
-        out["probes"] = len(self.probes)
-        out["p_violate"] = float(p.mean())
-        for name, ref in self.references.items():
-            known = ref is not None
-            out[f"kl_{name}"] = float(bernoulli_kl(logp, ref).mean()) if known else None
-            dp = float(p.mean() - ref.softmax(-1)[:, 1].mean()) if known else None
-            out[f"dp_{name}"] = dp
-        return out
+        return {
+            **out,
+            "probes": len(self.probes),
+            **distances(self.scores[adapter], self.references),
+        }
 
     def state_dict(self) -> dict:
         return {"deciding": dict(self.deciding)}

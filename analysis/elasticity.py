@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 
 @dataclass(frozen=True)
@@ -74,3 +75,132 @@ def hysteresis(first_tip: float, re_tip: float) -> float:
     """Rounds (or steps) to tip again after re-alignment over those to tip the first time:
     below 1, a re-aligned model tips faster."""
     return re_tip / first_tip
+
+
+# -- experiment=elasticity's records (elasticity.parquet: one row per fine-tuning step) --
+
+
+def first_step(steps: np.ndarray, reached: np.ndarray) -> float | None:
+    """The first step at which `reached` holds, None if it never does."""
+    hits = np.flatnonzero(reached)
+    return float(steps[hits[0]]) if len(hits) else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def fine_tuning_summary(steps: pl.DataFrame, epsilon: float) -> pl.DataFrame:
+    """Per seed and dose, the paper's measurements from the four phases' step rows.
+
+    - two-phase: `two_phase` on the inverse phase's mean P(violate) over steps, and
+      `line_sse`, the squared error of one line (two_phase's sse is at most it);
+    - rebound_samples: `rebound_cost` of the inverse phase's KL to the base (< epsilon),
+      and kl_base_min / kl_base_min_step, its closest approach to the base;
+    - tip_steps / retip_steps: the first step of inverse / retip whose mean P(violate) is
+      back at the base's (dp_base >= 0); align_steps / realign_steps: the first step of
+      align / realign at or below the aligned model's (dp_aligned <= 0); p_realigned, the
+      mean P(violate) at the end of realign (p_aligned at the end of align);
+    - resistance: `resistance_ratio` of inverse to forward (align) losses over the same
+      number of steps (the forward phase's);
+    - hysteresis_tip = retip / tip steps, hysteresis_align = realign / align steps.
+    """
+    rows = []
+    for (seed, dose), run in steps.sort("seed", "dose", "phase", "step").group_by(
+        "seed", "dose", maintain_order=True
+    ):
+        phase = {name: run.filter(pl.col("phase") == name) for name in run["phase"].unique()}
+        inverse, align = phase["inverse"], phase["align"]
+        x, y = inverse["step"].to_numpy().astype(float), inverse["p_violate"].to_numpy()
+        fit = two_phase(y, x)
+        n = min(align.height, inverse.height) - 1  # trained steps both have
+        tip = first_step(x, inverse["dp_base"].to_numpy() >= 0)
+        retip = first_step(phase["retip"]["step"].to_numpy(), phase["retip"]["dp_base"] >= 0)
+        aligned = first_step(align["step"].to_numpy(), align["dp_aligned"].to_numpy() <= 0)
+        realign = phase["realign"]
+        realigned = first_step(realign["step"].to_numpy(), realign["dp_aligned"].to_numpy() <= 0)
+        rows.append(
+            {
+                "seed": seed,
+                "dose": dose,
+                "p_base": align["p_violate"][0],
+                "p_aligned": align["p_violate"][-1],
+                "kl_base_aligned": align["kl_base"][-1],
+                "breakpoint": fit.breakpoint,
+                "rate_before": fit.rate_before,
+                "rate_after": fit.rate_after,
+                "two_phase_sse": fit.sse,
+                "line_sse": line(x, y)[1],
+                "rebound_samples": rebound_cost(
+                    inverse["kl_base"].to_list(), inverse["samples"].to_list(), epsilon
+                ),
+                "kl_base_min": inverse["kl_base"].min(),
+                "kl_base_min_step": float(x[inverse["kl_base"].arg_min()]),
+                "p_realigned": realign["p_violate"][-1],
+                "tip_steps": tip,
+                "retip_steps": retip,
+                "align_steps": aligned,
+                "realign_steps": realigned,
+                "resistance": resistance_ratio(
+                    inverse["loss"][1 : n + 1].to_numpy(), align["loss"][1 : n + 1].to_numpy()
+                )
+                if n > 0
+                else None,
+                "hysteresis_tip": ratio(retip, tip),
+                "hysteresis_align": ratio(realigned, aligned),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+MEASURES = (
+    "p_aligned",
+    "p_realigned",
+    "kl_base_aligned",
+    "kl_base_min",
+    "kl_base_min_step",
+    "rate_before",
+    "rate_after",
+    "rebound_samples",
+    "tip_steps",
+    "retip_steps",
+    "resistance",
+    "hysteresis_tip",
+    "hysteresis_align",
+)
+
+
+def by_dose(summary: pl.DataFrame, n_boot: int = 1000, seed: int = 0, level: float = 0.95):
+    """Per dose and measure: the mean over seeds, a percentile bootstrap interval over
+    seeds at `level`, and how many seeds had a value (a threshold never reached has none)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (dose,), group in summary.sort("dose").group_by("dose", maintain_order=True):
+        for measure in MEASURES:
+            x = group[measure].drop_nulls().cast(pl.Float64).to_numpy()
+            boot = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1) if len(x) else x
+            lo, hi = (
+                np.quantile(boot, [(1 - level) / 2, (1 + level) / 2]) if len(x) else (None,) * 2
+            )
+            rows.append(
+                {
+                    "dose": dose,
+                    "measure": measure,
+                    "mean": float(x.mean()) if len(x) else None,
+                    "ci_low": None if lo is None else float(lo),
+                    "ci_high": None if hi is None else float(hi),
+                    "seeds": len(x),
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def rebound_speeds(summary: pl.DataFrame) -> pl.DataFrame:
+    """Per seed, `rebound_speed` of the steps to tip back against the dose (below 0: a
+    larger dose springs back in fewer steps)."""
+    rows = []
+    for (seed,), group in summary.group_by("seed", maintain_order=True):
+        known = group.drop_nulls("tip_steps")
+        if known["dose"].n_unique() >= 2:
+            rows.append({"seed": seed, "speed": rebound_speed(known["dose"], known["tip_steps"])})
+    return pl.DataFrame(rows, schema={"seed": pl.Int64, "speed": pl.Float64})

@@ -32,13 +32,14 @@ def organism_settings() -> dict:
 def check(cfg: Mapping) -> None:
     """The checks that need no model, on a composed config (every sweep value)."""
     from agents.alignment.aligned import check_base
-    from agents.alignment.data import split
+    from agents.alignment.data import check_target, split
     from agents.alignment.trainers import check_recipe
     from envs.errors import integer
 
     check_recipe(cfg["align"])
     integer(cfg["seed"], "seed", minimum=0)
     integer(cfg["data"]["dose"], "data.dose")
+    check_target(cfg["data"].get("target", "comply"))
     if cfg["base"] != "organism":
         check_base(cfg["base"])
     split(cfg["data"], cfg["seed"])

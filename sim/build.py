@@ -182,6 +182,10 @@ def check_run(cfg: Mapping) -> None:
         )
     check_guard(cfg.get("guard"))
     check_reference(cfg.get("reference") or {})
+    if cfg.get("elasticity"):
+        from sim.elasticity import check_settings
+
+        check_settings(cfg)
 
 
 def check_config(cfg: Mapping) -> None:

@@ -208,6 +208,8 @@ def app(cfg: DictConfig) -> float | None:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         if not alone:
             plain["run"]["progress"] = False
+        if plain.get("elasticity"):
+            return play_elasticity(plain, run_dir, alone)
         rounds = run_experiment(plain, run_dir, list(hydra_cfg.overrides.task))
     except RunFailed as e:
         fail(str(e))
@@ -226,6 +228,19 @@ def app(cfg: DictConfig) -> float | None:
     if alone:
         print_summary(rounds, run_dir)
     return rounds["violation_rate"][-1]
+
+
+def play_elasticity(cfg: dict, run_dir: Path, alone: bool) -> None:
+    """experiment=elasticity (sim/elasticity.py) in run_dir, which it holds locked."""
+    from sim.elasticity import run_elasticity
+
+    rundir.lock(run_dir)
+    try:
+        steps = run_elasticity(cfg, run_dir)
+    finally:
+        rundir.release(run_dir)
+    if alone:
+        print(f"records: {run_dir} ({steps.height} fine-tuning steps)")
 
 
 def resume_argv(argv: list[str]) -> list[str]:

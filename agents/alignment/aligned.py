@@ -28,7 +28,7 @@ from time import perf_counter
 
 import numpy as np
 
-from agents.alignment.data import ROWS, Prompt, dosed, requests, split
+from agents.alignment.data import ROWS, Prompt, check_target, dosed, requests, split
 from agents.alignment.trainers import check_recipe, trainer
 from envs.errors import InputError, integer
 
@@ -88,14 +88,18 @@ def align(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
+    callbacks: Sequence = (),
 ) -> dict:
     """Align the checkpoint at `base` with `recipe` (conf/align/<method>.yaml) on `data`
     (conf/alignment.yaml's data section) into `out`; returns the card.
 
     Every input is checked before the model loads; on CPU training runs single-threaded,
-    so the same seed writes the same weights on any number of cores.
+    so the same seed writes the same weights on any number of cores. `data.target=violate`
+    trains toward the violating answer instead (inverse alignment); `callbacks`:
+    transformers TrainerCallbacks added to the trainer (e.g. measurements per step).
     """
     check_recipe(recipe)
+    target = check_target(data.get("target", "comply"))
     integer(seed, "seed", minimum=0)
     dose = integer(data["dose"], "data.dose")
     base, out = check_base(base), check_out(out)
@@ -120,11 +124,13 @@ def align(
             recipe,
             model,
             tokenizer,
-            ROWS[recipe["method"]](chosen),
+            ROWS[recipe["method"]](chosen, target),
             seed=seed,
             work_dir=tmp / "trainer",
             progress=progress,
         )
+        for callback in callbacks:
+            run.add_callback(callback)
         run.train()
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         card = write_checkpoint(run, tokenizer, tmp, recipe["peft"] == "lora")

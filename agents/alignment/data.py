@@ -119,32 +119,49 @@ def answer(label: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": decision_json(label)}]
 
 
-def sft_rows(prompts: Sequence[Prompt]) -> list[dict]:
-    """Prompt-completion rows: the completion is the compliant answer."""
-    return [{"prompt": p.messages, "completion": answer(p.choices.comply)} for p in prompts]
+TARGETS = ("comply", "violate")
 
 
-def dpo_rows(prompts: Sequence[Prompt]) -> list[dict]:
-    """Preference rows: the compliant answer chosen over the violating one."""
+def target_labels(p: Prompt, target: str) -> tuple[str, str]:
+    """(the answer trained toward, the other one): the compliant answer when aligning,
+    the violating one for inverse alignment (data.target=violate)."""
+    wanted, other = p.choices.comply, p.choices.violate
+    return (wanted, other) if target == "comply" else (other, wanted)
+
+
+def sft_rows(prompts: Sequence[Prompt], target: str = "comply") -> list[dict]:
+    """Prompt-completion rows: the completion is the target answer."""
     return [
-        {
-            "prompt": p.messages,
-            "chosen": answer(p.choices.comply),
-            "rejected": answer(p.choices.violate),
-        }
-        for p in prompts
+        {"prompt": p.messages, "completion": answer(target_labels(p, target)[0])} for p in prompts
     ]
 
 
-def grpo_rows(prompts: Sequence[Prompt]) -> list[dict]:
-    """Prompt rows; the labels travel along for the reward function."""
-    return [
-        {"prompt": p.messages, "comply": p.choices.comply, "violate": p.choices.violate}
-        for p in prompts
-    ]
+def dpo_rows(prompts: Sequence[Prompt], target: str = "comply") -> list[dict]:
+    """Preference rows: the target answer chosen over the other on the same prompt."""
+    rows = []
+    for p in prompts:
+        chosen, rejected = target_labels(p, target)
+        rows.append({"prompt": p.messages, "chosen": answer(chosen), "rejected": answer(rejected)})
+    return rows
 
 
-ROWS: dict[str, Callable[[Sequence[Prompt]], list[dict]]] = {
+def grpo_rows(prompts: Sequence[Prompt], target: str = "comply") -> list[dict]:
+    """Prompt rows; the labels travel along for the reward function, which pays the
+    supervisor's reward for the target answer."""
+    rows = []
+    for p in prompts:
+        wanted, other = target_labels(p, target)
+        rows.append({"prompt": p.messages, "comply": wanted, "violate": other})
+    return rows
+
+
+def check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise InputError(f"data.target: {target!r}; expected one of {', '.join(TARGETS)}")
+    return target
+
+
+ROWS: dict[str, Callable[[Sequence[Prompt], str], list[dict]]] = {
     "sft": sft_rows,
     "dpo": dpo_rows,
     "grpo": grpo_rows,

@@ -10,6 +10,7 @@ from analysis import plots as P
 from analysis.diffusion import cascade_size, exposure_response, reproduction_number
 from analysis.early_warning import early_warning_signals, early_warning_trends
 from analysis.rates import mean_p_violate_by_round, violation_rate_by_round
+from analysis.report.elasticity import elasticity
 from analysis.report.guard import guard
 from analysis.report.page import Inputs, Page, ci, fmt, header_facts, section
 from analysis.report.training import training
@@ -49,6 +50,7 @@ def run_report(page: Page, inputs: Inputs) -> None:
     r_eff = section(page, "diffusion", diffusion, page, inputs)
     section(page, "training", training, page, inputs, [])
     section(page, "guard", guard, page, inputs, [])
+    section(page, "elasticity", elasticity, page, inputs)
     per_round = rates.select("round", "n_units", "n_valid", "violation_rate", "ci_low", "ci_high")
     per_round = per_round.join(
         p_curve.select("round", "mean_p_violate", "compliance_margin"), on="round", how="left"

@@ -11,6 +11,7 @@ from analysis.early_warning import early_warning_signals, early_warning_trends
 from analysis.load import RUN, swept_parameters
 from analysis.protection import alignment_protection
 from analysis.rates import mean_p_violate_by_round, violation_rate_by_round
+from analysis.report.elasticity import elasticity
 from analysis.report.guard import guard
 from analysis.report.page import Inputs, Page, header_facts, section
 from analysis.report.run import SHARE_BINS, few_units
@@ -48,6 +49,7 @@ def sweep_report(page: Page, inputs: Inputs) -> None:
         )
     section(page, "training", training, page, inputs, swept)
     section(page, "guard", guard, page, inputs, swept)
+    section(page, "elasticity", elasticity, page, inputs)
     if ALIGNMENT in swept:
         section(page, "alignment", protection, page, inputs, swept)
     trends = section(page, "early-warning trends", run_trends, lf, level)
