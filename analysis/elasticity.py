@@ -103,6 +103,8 @@ def fine_tuning_summary(steps: pl.DataFrame, epsilon: float) -> pl.DataFrame:
       mean P(violate) at the end of realign (p_aligned at the end of align);
     - resistance: `resistance_ratio` of inverse to forward (align) losses over the same
       number of steps (the forward phase's);
+    - undo_ratio = tip_steps / the steps `align` took: the way back in steps against the
+      way there, at the same learning rate and batch (below 1: undoing costs less);
     - hysteresis_tip = retip / tip steps, hysteresis_align = realign / align steps.
     """
     rows = []
@@ -146,6 +148,7 @@ def fine_tuning_summary(steps: pl.DataFrame, epsilon: float) -> pl.DataFrame:
                 )
                 if n > 0
                 else None,
+                "undo_ratio": ratio(tip, float(align["step"].max())),
                 "hysteresis_tip": ratio(retip, tip),
                 "hysteresis_align": ratio(realigned, aligned),
             }
@@ -165,6 +168,7 @@ MEASURES = (
     "tip_steps",
     "retip_steps",
     "resistance",
+    "undo_ratio",
     "hysteresis_tip",
     "hysteresis_align",
 )

@@ -99,6 +99,7 @@ def test_fine_tuning_summary_by_hand():
     assert row["two_phase_sse"] < row["line_sse"]
     assert row["rebound_samples"] == 16 and row["kl_base_min"] == 0.005
     assert row["tip_steps"] == 2 and row["retip_steps"] == 1 and row["hysteresis_tip"] == 0.5
+    assert row["undo_ratio"] == 1.0  # back at the base in 2 steps; aligned in 2
     assert row["align_steps"] == 2 and row["realign_steps"] is None
     assert row["hysteresis_align"] is None  # re-alignment never got back to 0.3
     # inverse losses 0.8, 0.6 against the forward 0.4, 0.2 over the same 2 steps

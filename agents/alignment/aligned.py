@@ -110,7 +110,10 @@ def align(
     import transformers
 
     if not progress:
+        import datasets
+
         transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()  # its tokenising and labelling bars
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

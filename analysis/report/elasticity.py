@@ -46,8 +46,9 @@ def elasticity(page: Page, inputs: Inputs) -> None:
         "Per alignment dose, mean over seeds with a 95% bootstrap interval: steps of the "
         "inverse fine-tuning until the mean P(violate) is back at the base's (rebound "
         "cost); the two-phase fit's rates before and after its breakpoint; the resistance "
-        "ratio (inverse / forward training loss over equal steps; below 1: the way back "
-        "costs less); hysteresis (re-tip / first tip steps; below 1: a re-aligned model "
+        "ratio (inverse / forward training loss over equal steps) and the undo ratio "
+        "(steps back to the base's P(violate) / steps the alignment took); below 1: the "
+        "way back costs less; hysteresis (re-tip / first tip steps; below 1: a re-aligned model "
         "tips faster).",
     )
     drift = drift_references(inputs.root)
@@ -147,13 +148,14 @@ def plot_measures(table: pl.DataFrame, path) -> None:
     panels = [
         ("tip_steps", "steps to tip back"),
         ("rate_before", "two-phase rates"),
-        ("resistance", "resistance ratio"),
+        ("resistance", "inverse / forward: loss, steps"),
         ("hysteresis_tip", "hysteresis (re-tip / tip)"),
     ]
     fig = new_figure(8.0, 6.0)
     axes = fig.subplots(2, 2).ravel()
     for ax, (measure, label) in zip(axes, panels, strict=True):
-        shown = [measure, "rate_after"] if measure == "rate_before" else [measure]
+        shown = {"rate_before": [measure, "rate_after"], "resistance": [measure, "undo_ratio"]}
+        shown = shown.get(measure, [measure])
         for j, m in enumerate(shown):
             rows = table.filter(pl.col("measure") == m).drop_nulls("mean").sort("dose")
             if rows.is_empty():
