@@ -21,6 +21,7 @@ import torch
 from transformers import TrainerCallback
 
 from agents.backends.adapters import AdapterTable
+from agents.backends.batching import within_memory
 from agents.backends.label_scorer import LabelScorer
 from agents.decision import DecisionRequest
 from agents.evolution.objectives import bernoulli_kl
@@ -52,12 +53,31 @@ def probe_logprobs(
     scorer: LabelScorer, probes: Sequence[DecisionRequest], adapters: Sequence[str | None]
 ) -> torch.Tensor:
     """[rows, 2] log P(comply), log P(violate) of the probes, repeated once per adapter
-    (`adapters` has one name per row, None the model without adapters), in one call."""
+    (`adapters` has one name per row, None the model without adapters), in one call, or
+    in halves of it when the device has no memory for all rows at once (as deciding does).
+    """
     requests = [probes[i % len(probes)] for i in range(len(adapters))]
     prompts = [scorer.prompt_text(r) for r in requests]
     prefixes, tails, _ = scorer.score_inputs(requests, prompts)
-    with torch.inference_mode():
-        logp = scorer.tail_logprobs(prefixes, tails, scorer.adapters.routing(adapters))
+
+    @torch.inference_mode()
+    def scored(rows: Sequence[int]) -> torch.Tensor:
+        return scorer.tail_logprobs(
+            [prefixes[i] for i in rows],
+            [tails[i] for i in rows],
+            scorer.adapters.routing([adapters[i] for i in rows]),
+        )
+
+    done, _ = within_memory(
+        [range(len(requests))],
+        scored,
+        scorer.device,
+        lambda row: (
+            f"reference.probes: one probe of {len(prefixes[row])} tokens does not fit "
+            f"in {scorer.device.type} memory; set reference.probes=0"
+        ),
+    )
+    logp = torch.cat([part for _, part, _ in done])
     return logp.double().cpu()  # the KL of near distributions needs the precision
 
 

@@ -6,6 +6,7 @@ import re
 import shutil
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -176,7 +177,6 @@ def test_a_round_whose_batches_were_split_says_so_in_the_manifest(organism_path,
         "backend=hf",
         f"backend.model.path={organism_path}",
         "run.rounds=2",
-        "reference.probes=0",
     ]
     cfg = compose([*args, "run.progress=false"])
     cramped = hf(organism_path)
@@ -188,6 +188,8 @@ def test_a_round_whose_batches_were_split_says_so_in_the_manifest(organism_path,
         play_rounds(cfg, tmp_path, model, manifest)
     assert [w["round"] for w in manifest.data["warnings"]] == [0]  # round 1 fits from the start
     assert "backend.batch_tokens" in manifest.data["warnings"][0]["warning"]
+    probed = pl.read_parquet(tmp_path / "references.parquet")  # its 16 probes, in halves
+    assert probed["round"].to_list() == [0, 1] and probed["kl_aligned"].to_list() == [0.0, 0.0]
 
 
 def test_micro_batches_are_sorted_by_length_within_budget():
