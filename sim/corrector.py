@@ -41,7 +41,7 @@ from agents.guard.corrector import (
 )
 from envs.errors import InputError
 
-VERSION = 1  # bump when the build changes what a config produces
+VERSION = 2  # bump when the build changes what a config produces
 CARD = "corrector.json"
 DATA = "triplets.json"
 HELD_OUT = "held_out.json"
@@ -157,7 +157,9 @@ def built(cfg: Mapping, base: Path, out: Path, progress: bool) -> dict:
     write_triplets([triplet(*p) for group in valid(held) for p in group], out / HELD_OUT)
     model, tokenizer = load_base(base, "cpu")
     before = measured(model, tokenizer, held, cfg)
+    trained = perf_counter()
     log = train(model, tokenizer, triplets, settings)
+    trained = perf_counter() - trained
     after = measured(model, tokenizer, held, cfg)
     model.save_pretrained(out)
     save_tokenizer(tokenizer, out)
@@ -169,6 +171,7 @@ def built(cfg: Mapping, base: Path, out: Path, progress: bool) -> dict:
         "training": log,
         "held_out": after,
         "held_out_base": before,
+        "train_seconds": round(trained, 1),
         "build_seconds": round(perf_counter() - tic, 1),
         "versions": versions(),
     }
@@ -199,7 +202,8 @@ def summary(card: Mapping) -> str:
         f"steps; held out: correction rate {after['correction_rate']:.3f} "
         f"(base {before['correction_rate']:.3f}) on {after['violating']} violating answers, "
         f"false edits {after['false_edit_rate']:.3f} (base {before['false_edit_rate']:.3f}) "
-        f"on {after['compliant']} compliant; built in {card['build_seconds']:g} s"
+        f"on {after['compliant']} compliant; trained in {card['train_seconds']:g} s, built "
+        f"in {card['build_seconds']:g} s"
     )
 
 
