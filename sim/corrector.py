@@ -223,14 +223,14 @@ def served(cfg: Mapping | None, progress: bool = True) -> Mapping | None:
 
 def main(argv: Sequence[str]) -> None:
     """Build (or find) the corrector of conf/guard/corrector.yaml with `argv` overrides."""
-    from sim.build import compose
+    from agents.guard import check_guard
+    from sim.build import CONF, compose
+    from sim.overrides import check_overrides
 
+    overrides = ["guard=corrector", *argv]
     try:
-        cfg = compose(["guard=corrector", *argv])["guard"]
-        from agents.guard import check_guard
-
-        check_guard(cfg)
-        path = corrector_dir(cfg)
+        check_overrides(str(CONF), "config", overrides, check=lambda c: check_guard(c["guard"]))
+        path = corrector_dir(compose(overrides)["guard"])
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

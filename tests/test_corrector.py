@@ -112,3 +112,21 @@ def test_guard_corrector_reviews_the_round_with_the_trained_checkpoint(built, tm
     d = pl.read_parquet(tmp_path / "decisions.parquet")
     assert d.height == 2 * 8
     assert d.filter(pl.col("proposed").is_not_null())["guard_p_correct"].is_between(0, 1).all()
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["guard.corrector.data.identity_share=1"], "guard.corrector.data.identity_share"),
+        (["guard.corrector.train.nosuch=1"], "config"),
+    ],
+)
+def test_bad_corrector_settings_are_one_error_line_and_build_nothing(tmp_path, capsys, args, field):
+    from sim.corrector import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, f"guard.cache_dir={tmp_path / 'cache'}"])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), lines
+    assert not (tmp_path / "cache").exists()
