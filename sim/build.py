@@ -134,12 +134,21 @@ def evolving(cfg: Mapping) -> bool:
 
 def compose(overrides: Sequence[str] = (), values: Mapping | None = None) -> dict:
     """The resolved config `python -m sim.run OVERRIDES` would play, with `values` merged
-    over it: how code (tests, benchmarks, notebooks) describes a run for `build_run`."""
+    over it: how code (tests, benchmarks, notebooks) describes a run for `build_run`.
+    Inside a running Hydra app (sim.run playing the corrector's data rounds) the app's
+    Hydra state is set aside for the composition and put back after it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=list(overrides))
+    running = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = hydra_compose("config", overrides=list(overrides))
+    finally:
+        restore_gh_from_backup(running)
     OmegaConf.set_struct(cfg, False)
     return OmegaConf.to_container(OmegaConf.merge(cfg, values or {}), resolve=True)
 

@@ -8,12 +8,13 @@ import json
 import polars as pl
 import pytest
 
-from agents.guard.aligner import ModelGuard, question
+from agents.guard.aligner import question
 from agents.guard.corrector import FIELDS, dataset, read_triplets, valid, write_triplets
 from agents.parsing import parse_choice
 from envs.errors import InputError
-from sim.build import build_run, compose
+from sim.build import compose
 from sim.corrector import CARD, DATA, HELD_OUT, corrector_dir, played
+from tests.helpers import sim_run
 
 TINY = {  # a corrector trained in seconds: what the tests need, not a useful guard
     "seed": 0,
@@ -73,17 +74,25 @@ def built(tmp_path_factory, organism_path):
     return corrector_dir(tiny(cache)["guard"], progress=False)
 
 
+def overrides(settings: dict, prefix: str) -> list[str]:
+    """`settings` as command-line overrides under `prefix`."""
+    out = []
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out += overrides(value, f"{prefix}.{key}")
+        else:
+            out.append(f"{prefix}.{key}={value}")
+    return out
+
+
 @pytest.mark.slow
-def test_the_corrector_is_built_once_and_the_same_per_seed(built, tmp_path, organism_path):
+def test_the_corrector_is_built_once_per_config(built, organism_path):
     card = built / CARD
     stamp = card.stat().st_mtime_ns
     assert corrector_dir(tiny(built.parent)["guard"], progress=False) == built
     assert card.stat().st_mtime_ns == stamp  # found, not built again
-    again = corrector_dir(tiny(tmp_path)["guard"], progress=False)
-    assert again.name == built.name
-    weights = [(p / "model.safetensors").read_bytes() for p in (built, again)]
-    assert weights[0] == weights[1]
-    assert weights[0] != (organism_path / "model.safetensors").read_bytes()
+    weights = (built / "model.safetensors").read_bytes()
+    assert weights != (organism_path / "model.safetensors").read_bytes()
     measured = json.loads(card.read_text())
     assert measured["base"] == str(organism_path)
     assert measured["triplets"] == len(read_triplets(built / DATA))
@@ -95,21 +104,25 @@ def test_the_corrector_is_built_once_and_the_same_per_seed(built, tmp_path, orga
 
 
 @pytest.mark.slow
-def test_guard_corrector_reviews_the_round_with_the_trained_checkpoint(built, tmp_path):
-    cfg = compose(
-        ["guard=corrector"],
-        {
-            "guard": tiny(built.parent)["guard"],
-            "run": {"rounds": 2, "progress": False},
-            "env": {"professions": ["delivery_courier", "loan_officer"]},
-        },
+def test_sim_run_trains_the_same_corrector_and_it_reviews_every_round(built, tmp_path):
+    """Built inside sim.run (a Hydra app) in a cache of its own: the same weights as the
+    build in this process, then the round's guard."""
+    out = sim_run(
+        "guard=corrector",
+        f"guard.cache_dir={tmp_path / 'cache'}",
+        *overrides(TINY, "guard.corrector"),
+        "run.rounds=2",
+        "env.professions=[delivery_courier,loan_officer]",
+        "run.progress=false",
+        "run.report=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
-    model = build_run(cfg, tmp_path)
-    assert isinstance(model.guard, ModelGuard)
-    assert model.guard.backend.model.name_or_path == str(built)
-    for _ in range(2):
-        model.step()
-    d = pl.read_parquet(tmp_path / "decisions.parquet")
+    assert out.returncode == 0, out.stderr
+    [again] = (tmp_path / "cache").glob("corrector-*")
+    assert again.name == built.name
+    weights = [(p / "model.safetensors").read_bytes() for p in (built, again)]
+    assert weights[0] == weights[1]
+    d = pl.read_parquet(tmp_path / "run" / "decisions.parquet")
     assert d.height == 2 * 8
     assert d.filter(pl.col("proposed").is_not_null())["guard_p_correct"].is_between(0, 1).all()
 
