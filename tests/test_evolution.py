@@ -231,5 +231,7 @@ def test_keep_1_runs_killed_mid_update_resume_identically(tmp_path, organism_pat
         return d.sort("round", "agent")
 
     assert records(killed).equals(records(whole))
+    distances = [pl.read_parquet(d / "references.parquet").drop("run_id") for d in (killed, whole)]
+    assert distances[0].equals(distances[1])  # the reference probes resume too
     # keep=1: the newest version, and the one the last checkpoint but one named
     assert sorted(d.name for d in (killed / "adapters" / "population").iterdir()) == ["v4", "v5"]
