@@ -14,24 +14,21 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from agents.alignment.aligned import CARD, align
-from agents.organism.build import locked, organism_dir
+from agents.organism.build import locked, pretrained_dir
 
-VERSION = 1  # bump when the recipes change what a config produces
+VERSION = 2  # bump when the recipes change what a config produces
 
 
 def organism_base(organism: Mapping, cache_dir: str | Path) -> Path:
-    """The organism's pre-trained, unaligned stage.
-
-    agents/organism does not expose that stage yet; until it does, it is the organism's
-    build with its SFT alignment cut to one step at a vanishing learning rate (1e-30),
-    which leaves the pre-trained weights as they are.
-    """
-    unaligned = {**organism["align"], "epochs": 1e-9, "lr": 1e-30, "check_every": 1}
-    return organism_dir({**organism, "align": unaligned}, cache_dir)
+    """The organism's pre-trained, unaligned stage (saved by its build)."""
+    return pretrained_dir(organism, cache_dir)
 
 
 def variant_key(base: Path, recipe: Mapping, data: Mapping, seed: int) -> str:
-    text = json.dumps([VERSION, base.name, recipe, data, seed], sort_keys=True, default=str)
+    """The hash of what a variant is made of: its base (the organism's build, named by its
+    config hash), recipe, data and seed."""
+    source = f"{base.parent.name}/{base.name}"
+    text = json.dumps([VERSION, source, recipe, data, seed], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

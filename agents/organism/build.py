@@ -1,7 +1,10 @@
 """Build the organism once per config, then load it: corpus, tokenizer, pre-training, alignment.
 
 The organism directory is a standard Hugging Face checkpoint (model and tokenizer via
-save_pretrained) plus organism.json (its config, measured violation rates, build time).
+save_pretrained) plus organism.json (its config, measured violation rates, build time),
+and its pre-trained stage before alignment as a checkpoint of its own in `pretrained/`
+(`pretrained_dir`: the base that alignment recipes, reference distances and
+`backend.align=none` start from).
 It lives in the cache under the hash of its config; it is built in a temporary
 directory and renamed into place, so a killed build never leaves a directory that looks
 complete, and a lock makes concurrent runs wait for one build instead of racing.
@@ -36,8 +39,9 @@ from agents.organism.train import tokenized, train
 from agents.prompts import PEER_VIEWS
 from envs.errors import InputError, boolean, integer, number
 
-VERSION = 4  # bump when the build changes what a config produces
+VERSION = 5  # bump when the build changes what a config produces
 META = "organism.json"
+PRETRAINED = "pretrained"
 
 
 def config_key(cfg: Mapping) -> str:
@@ -117,6 +121,11 @@ def organism_dir(cfg: Mapping, cache_dir: str | Path) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def pretrained_dir(cfg: Mapping, cache_dir: str | Path) -> Path:
+    """The organism's pre-trained stage (before alignment) for cfg, built with it."""
+    return organism_dir(cfg, cache_dir) / PRETRAINED
 
 
 def llama(arch: Mapping, tokenizer) -> LlamaForCausalLM:
@@ -207,6 +216,8 @@ def built(cfg: Mapping, out: Path) -> dict:
         desc="organism: pre-training",
         **cfg["pretrain"],
     )
+    model.save_pretrained(out / PRETRAINED)  # the stage alignment starts from
+    save_tokenizer(tokenizer, out / PRETRAINED)
     align = cfg["align"]
     share = align["held_out_share"]
     paradigms = sorted({e.paradigm for e in corpus})
