@@ -97,12 +97,7 @@ def plot_drift(drift: pl.DataFrame, path) -> None:
         for ax, col in zip(axes, columns, strict=True):
             ax.plot(rows["round"], rows[col], color=COLORS[i % len(COLORS)], marker="o",
                     ms=3, label=f"dose {dose}" if col == "p_violate" else None)  # fmt: skip
-    for ax, label in zip(axes, ("P(violate)", "KL to base", "KL to aligned"), strict=True):
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[2].set_xlabel("round after which the update ran")
-    legend(fig, axes[0], len(doses))
-    save(fig, path)
+    finish_panels(fig, axes, "round after which the update ran", len(doses), path)
 
 
 def plot_trajectories(steps: pl.DataFrame, path) -> None:
@@ -136,11 +131,17 @@ def plot_trajectories(steps: pl.DataFrame, path) -> None:
             if i == len(doses) - 1:
                 for ax in axes:
                     ax.axvline(x0, color="0.6", ls=":", lw=0.8)
+    finish_panels(fig, axes, "optimiser steps: align | inverse | realign | retip", len(doses), path)
+
+
+def finish_panels(fig, axes, xlabel: str, n_doses: int, path) -> None:
+    """The three stacked panels (P(violate), KL to base, KL to aligned): labels, grid, the
+    doses' legend; saved."""
     for ax, label in zip(axes, ("P(violate)", "KL to base", "KL to aligned"), strict=True):
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[2].set_xlabel("optimiser steps: align | inverse | realign | retip")
-    legend(fig, axes[0], len(doses))
+    axes[2].set_xlabel(xlabel)
+    legend(fig, axes[0], n_doses)
     save(fig, path)
 
 
