@@ -44,9 +44,17 @@ def base_checkpoint(reference: Mapping, backend: Mapping) -> Path | None:
         from agents.alignment.organism import organism_base
 
         return organism_base(backend["organism"], backend["cache_dir"])
-    card = Path(str((backend.get("model") or {}).get("path") or "")).expanduser()
-    card = card / "alignment.json"
-    return Path(json.loads(card.read_text())["base"]) if card.is_file() else None
+    served = checkpoint_path(backend)
+    card = served / "alignment.json" if served is not None else None
+    return Path(json.loads(card.read_text())["base"]) if card and card.is_file() else None
+
+
+def checkpoint_path(backend: Mapping) -> Path | None:
+    """The local checkpoint a backend's config names: `backend.model.path` (hf) or
+    `backend.model` (vllm); None when it names none."""
+    model = backend.get("model")
+    path = model.get("path") if isinstance(model, Mapping) else model
+    return Path(str(path)).expanduser() if path else None
 
 
 def probe_logprobs(

@@ -107,13 +107,15 @@ def reference_probes(cfg: Mapping, backend: Backend, evolution=None):
 
 
 def policy_checkpoint(backend: Mapping) -> Path | None:
-    """The checkpoint directory the policy serves (the organism's, or backend.model.path)."""
+    """The checkpoint directory the policy serves (the organism's, or the one backend=hf or
+    backend=vllm names)."""
     if backend["name"] == "organism":
         from agents.backends.organism import organism_path
 
         return organism_path(backend)
-    path = (backend.get("model") or {}).get("path")
-    return Path(str(path)).expanduser() if path else None
+    from agents.reference import checkpoint_path
+
+    return checkpoint_path(backend)
 
 
 def check_reference(cfg: Mapping) -> None:
