@@ -84,22 +84,29 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path):
     assert all(m["status"] == "complete" and m["rounds_completed"] == 3 for m in found.values())
 
 
-def test_ctrl_c_interrupts_a_laptop_sweep_with_one_resume_line(tmp_path):
-    """SIGINT to the terminal's process group (the parent and its joblib workers)."""
-    sweep = tmp_path / "sweep"
+def playing_laptop_sweep(sweep: Path, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """A two-run laptop sweep of long runs in its own session, returned once both runs have
+    recorded three rounds."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "sim.run", "-m", "hydra/launcher=laptop", "backend=fixed"]
         + ["run.progress=false", "run.report=false", "run.rounds=100000", "seed=0,1"]
         + [f"hydra.sweep.dir={sweep}"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         start_new_session=True,
     )
     deadline = time.time() + 300
     while time.time() < deadline and len(list(sweep.glob("*/decisions.parquet/part-00002*"))) < 2:
         time.sleep(0.05)
+    return proc
+
+
+def test_ctrl_c_interrupts_a_laptop_sweep_with_one_resume_line(tmp_path):
+    """SIGINT to the terminal's process group (the parent and its joblib workers)."""
+    sweep = tmp_path / "sweep"
+    proc = playing_laptop_sweep(sweep, stderr=subprocess.PIPE)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-3000:]
@@ -111,21 +118,8 @@ def test_ctrl_c_interrupts_a_laptop_sweep_with_one_resume_line(tmp_path):
 def test_a_killed_laptop_sweep_leaves_no_orphan_workers(tmp_path):
     """SIGKILL to the sweep's parent alone: its workers stop within seconds, interrupted."""
     sweep = tmp_path / "sweep"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sim.run", "-m", "hydra/launcher=laptop", "backend=fixed"]
-        + ["run.progress=false", "run.report=false", "run.rounds=100000", "seed=0,1"]
-        + [f"hydra.sweep.dir={sweep}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = playing_laptop_sweep(sweep)
     try:
-        deadline = time.time() + 300
-        while (
-            time.time() < deadline and len(list(sweep.glob("*/decisions.parquet/part-00002*"))) < 2
-        ):
-            time.sleep(0.05)
         proc.kill()
         proc.wait()
         deadline = time.time() + 60
