@@ -82,6 +82,13 @@ def sim_main(*args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
+def refused_in_one_line(done: subprocess.CompletedProcess, expected: str) -> None:
+    """The command ended with exit 2 and one `error:` line that begins with `expected`."""
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
+
+
 def hand_logprob(model, tokenizer, prompt: str, label: str, other: str) -> float:
     """log P(answer tail | the prefix both answers share) after the rendered `prompt`, from
     one plain forward pass of the whole text and a log-softmax."""

@@ -102,6 +102,19 @@ CONFIG = [
     *[[a] for a in ("+foo=1", "+run.roundz=3", "+backend.nosuch=1", "+guard.rate=0.5")],
     *[[a] for a in ("~run.rounds", "~guard", "~backend.p_violate")],
     *[["backend=organism", f"backend.cache_dir={d}"] for d in ("/dev/null", "/dev/null/sub")],
+    *[[f"reference.probes={v}"] for v in ("-1", "abc", "1.5", "[3]")],
+    *[[f"reference.base={v}"] for v in ("/no/such/base", "/dev/null")],
+    ["experiment=elasticity"],  # backend=fixed: nothing to fine-tune
+    *[
+        ["experiment=elasticity", "backend=organism", setting]
+        for setting in (
+            "elasticity.doses=[0]",
+            "elasticity.doses=4",
+            "elasticity.tip_steps=0",
+            "elasticity.seeds=[-1]",
+            "elasticity.recipe.method=ppo",
+        )
+    ],
     ["hydra/launcher=nosuch"],
     ["hydra.run.dirr=x"],
     ["run.rounds=[1,2"],

@@ -8,7 +8,7 @@ import pytest
 
 from envs.records import REFERENCES
 from sim.build import build_run, compose
-from tests.helpers import align_recipe, sim_main, small_align_data, tiny_llama
+from tests.helpers import align_recipe, refused_in_one_line, sim_main, small_align_data, tiny_llama
 
 ENV = {
     "professions": ["delivery_courier", "loan_officer"],
@@ -87,7 +87,5 @@ def test_the_base_is_at_distance_zero_from_itself(base, tmp_path):
 )
 def test_bad_reference_settings_are_one_line_before_anything_loads(tmp_path, setting, expected):
     done = sim_main("backend=fixed", setting, f"hydra.run.dir={tmp_path / 'run'}")
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
+    refused_in_one_line(done, expected)
     assert not (tmp_path / "run").exists()
