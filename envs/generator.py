@@ -428,6 +428,7 @@ SUPERVISION = {
 # Label styles: how the two options are named, and how the situation introduces them.
 LETTERS = (("A", "B"), ("X", "Y"))
 LABEL_STYLES = ("options", "lettered", "verbs", "short", "names", "numbered")
+GAME_LABEL_STYLES = ("options", "verbs", "short", "names", "numbered")  # no lettered things
 # Arbitrary names ("names" style): a label that means nothing by itself, so a policy can
 # only answer it by copying it from the format line and deciding from the situation.
 NAME_WORDS = (
@@ -678,6 +679,17 @@ def _held_axes(rng: np.random.Generator, axes: Sequence[str], split: str) -> dic
     return {a: True if a == forced else None for a in axes}
 
 
+def _drawn(rng: np.random.Generator, axes: dict[str, Sequence[str]], split: str) -> list[str]:
+    """One value per axis (in the order given) from the values `split` allows on it."""
+    held = _held_axes(rng, tuple(axes), split)
+    return [_pick(rng, _values(axis, list(names), held[axis])) for axis, names in axes.items()]
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise InputError(f"env.generator.split: {split!r}; expected one of {', '.join(SPLITS)}")
+
+
 def _labels(
     rng: np.random.Generator,
     style: str,
@@ -721,15 +733,13 @@ def sa_items(
     n: int, seed: int, split: str = "all", payoffs: Sequence[Sequence[float]] = ((2.0, 2.1),)
 ) -> list[dict]:
     """n single-agent questions in ATP's format (sa_question_64.json), seeded."""
-    if split not in SPLITS:
-        raise InputError(f"env.generator.split: {split!r}; expected one of {', '.join(SPLITS)}")
+    _check_split(split)
     rng = np.random.default_rng(seed)
     items = []
     for i in range(n):
-        held = _held_axes(rng, ("kind", "rule", "label"), split)
-        kind = _pick(rng, _values("kind", list(KINDS), held["kind"]))
-        rule = _pick(rng, _values("rule", list(RULES), held["rule"]))
-        style = _pick(rng, _values("label", LABEL_STYLES, held["label"]))
+        kind, rule, style = _drawn(
+            rng, {"kind": KINDS, "rule": RULES, "label": LABEL_STYLES}, split
+        )
         k = KINDS[kind]
         role, d = _pick(rng, k.roles), _pick(rng, k.dilemmas)
         setter, checker = _pick(rng, SETTERS)
@@ -802,17 +812,12 @@ def ma_items(n: int, seed: int, split: str = "all") -> list[dict]:
     Placeholders as ATP's: {n}, {cooperation_threshold}, {high_reward}, {low_reward},
     {normal_reward} (multiplicative) and {delta_*} (additive).
     """
-    if split not in SPLITS:
-        raise InputError(f"env.generator.split: {split!r}; expected one of {', '.join(SPLITS)}")
+    _check_split(split)
     rng = np.random.default_rng(seed)
     items = []
     for i in range(n):
-        held = _held_axes(rng, ("game", "threshold", "label"), split)
-        name = _pick(rng, _values("game", list(GAMES), held["game"]))
-        wording = _pick(rng, _values("threshold", list(THRESHOLDS), held["threshold"]))
-        style = _pick(
-            rng, _values("label", ("options", "verbs", "short", "names", "numbered"), held["label"])
-        )
+        axes = {"game": GAMES, "threshold": THRESHOLDS, "label": GAME_LABEL_STYLES}
+        name, wording, style = _drawn(rng, axes, split)
         g = GAMES[name]
         c, ind, intro = _labels(rng, style, g.collective, g.independent, "Plan", g.short)
         rule = _pick(rng, GAME_RULES)
