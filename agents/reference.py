@@ -31,13 +31,13 @@ from envs.errors import InputError
 POPULATION = "population"  # the owner of every agent when no weights evolve
 
 
-def base_checkpoint(reference: Mapping, backend: Mapping) -> Path | None:
-    """The pre-trained base the policy is measured against, or None (no KL to the base).
+def base_checkpoint(base: str | None, backend: Mapping) -> Path | None:
+    """The pre-trained base the policy is measured against (reference.base), or None (no
+    KL to the base).
 
     auto: for the organism its pre-trained stage; for a local checkpoint aligned by
     sim.align the base its card names; otherwise none.
     """
-    base = reference.get("base", "auto")
     if base != "auto":
         return None if base is None else Path(str(base)).expanduser()
     if backend["name"] == "organism":

@@ -34,6 +34,7 @@ from agents.evolution.trainer import LoraTrainer
 from agents.learning import Learned, PlayedRound
 from agents.organism.build import organism_dir
 from sim.build import build_environment, seeds
+from sim.config import env_config
 from sim.model import TippingModel
 from sim.recorder import Recorder
 
@@ -68,7 +69,7 @@ def played_rounds(model_dir: Path, n_agents: int, rounds: int, work: Path):
     env_cfg = yaml.safe_load((ROOT / "conf/env/roleplay.yaml").read_text())
     env_cfg.update(schedule="alternating", replicates=-(-n_agents // 76))  # 19 x 4 items
     rng = seeds(0)
-    env = build_environment(env_cfg, rounds, rng["env"])
+    env = build_environment(env_config(env_cfg), rounds, rng["env"])
     env.scenarios, env.group = env.scenarios[:n_agents], env.group[:n_agents]
     assert env.n_agents == n_agents, f"the role-play grid has only {env.n_agents} items"
     graph = nx.empty_graph(n_agents)

@@ -7,7 +7,7 @@ drawn from the `graph` stream of the run seed, so the same seed gives the same g
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
@@ -16,16 +16,22 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from envs.errors import InputError, boolean, integer, number
-
-SCOPES = ("within_groups", "population")
-FILE_FORMATS = ("edgelist", "graphml")
-PLACEMENTS = ("random", "highest_degree", "lowest_degree", "community")
+from envs.errors import InputError
+from sim.config import (
+    BlockGraph,
+    DeviantsConfig,
+    ErdosRenyiGraph,
+    FileGraph,
+    GraphConfig,
+    RingGraph,
+    ScaleFreeGraph,
+    SmallWorldGraph,
+)
 
 UnitGraph = Callable[[int, int], nx.Graph]  # (number of agents, seed) -> graph on 0..n-1
 
 
-def population_graph(cfg: Mapping, group: Sequence[int], rng: np.random.Generator) -> nx.Graph:
+def population_graph(cfg: GraphConfig, group: Sequence[int], rng: np.random.Generator) -> nx.Graph:
     """The graph on agents 0..n-1 (plus a file graph's empty nodes): who sees whom.
 
     scope=within_groups builds one graph of the configured kind per environment group:
@@ -35,12 +41,8 @@ def population_graph(cfg: Mapping, group: Sequence[int], rng: np.random.Generato
     `connected: true` rejects a graph with more than one component per group.
     Nodes carry a `community` attribute when the kind defines communities.
     """
-    scope = cfg.get("scope", "within_groups")
-    if scope not in SCOPES:
-        raise InputError(f"graph.scope: {scope!r}; expected one of {', '.join(SCOPES)}")
-    connected = boolean(cfg.get("connected", False), "graph.connected")
-    build = unit_graph(cfg)
-    units = _units(group) if scope == "within_groups" else [list(range(len(group)))]
+    build = KINDS[cfg.kind](cfg)
+    units = _units(group) if cfg.scope == "within_groups" else [list(range(len(group)))]
     graph = nx.Graph()
     graph.add_nodes_from(range(len(group)))
     communities = 0
@@ -48,9 +50,9 @@ def population_graph(cfg: Mapping, group: Sequence[int], rng: np.random.Generato
         unit = (
             build(len(members), int(rng.integers(2**32))) if len(members) > 1 else nx.empty_graph(1)
         )
-        if connected and not nx.is_connected(unit):
+        if cfg.connected and not nx.is_connected(unit):
             raise InputError(
-                f"graph.connected: the {cfg['kind']} graph over {len(members)} agents has "
+                f"graph.connected: the {cfg.kind} graph over {len(members)} agents has "
                 f"{nx.number_connected_components(unit)} components; set graph.connected=false "
                 "to allow it, or choose denser parameters"
             )
@@ -77,36 +79,19 @@ def _placement(nodes: list, members: list[int], first_free: int) -> dict:
     return dict(zip(nodes, [*members, *extra], strict=True))
 
 
-def unit_graph(cfg: Mapping) -> UnitGraph:
-    """The builder of one unit's graph for cfg's kind, its parameters checked once."""
-    kind = cfg.get("kind")
-    if kind not in KINDS:
-        raise InputError(
-            f"graph.kind: unknown topology {kind!r}; expected one of {', '.join(KINDS)}"
-        )
-    return KINDS[kind](cfg)
-
-
 def _fits(value: float, n: int, key: str, limit: int) -> None:
     if value > limit:
         raise InputError(f"graph.{key}: {value:g} is too large for a graph of {n} agents")
 
 
-def _complete(cfg: Mapping) -> UnitGraph:
+def _complete(cfg: GraphConfig) -> UnitGraph:
     return lambda n, seed: nx.complete_graph(n)
 
 
-def _lattice_degree(cfg: Mapping) -> int:
-    k = integer(cfg.get("k"), "graph.k", minimum=2)
-    if k % 2:
-        raise InputError(f"graph.k: {k} must be even (k/2 neighbours on each side of the ring)")
-    return k
-
-
-def _small_world(cfg: Mapping, p: float | None = None) -> UnitGraph:
-    """Watts-Strogatz: a ring lattice of k neighbours, each edge rewired with probability p."""
-    k = _lattice_degree(cfg)
-    p = number(cfg.get("p"), "graph.p", high=1.0) if p is None else p
+def _small_world(cfg: RingGraph) -> UnitGraph:
+    """Watts-Strogatz: a ring lattice of k neighbours, each edge rewired with probability p
+    (0 for a ring)."""
+    k, p = cfg.k, cfg.p if isinstance(cfg, SmallWorldGraph) else 0.0
 
     def build(n: int, seed: int) -> nx.Graph:
         _fits(k, n, "k", n - 1)
@@ -115,18 +100,16 @@ def _small_world(cfg: Mapping, p: float | None = None) -> UnitGraph:
     return build
 
 
-def _scale_free(cfg: Mapping) -> UnitGraph:
-    m = integer(cfg.get("m"), "graph.m")
-
+def _scale_free(cfg: ScaleFreeGraph) -> UnitGraph:
     def build(n: int, seed: int) -> nx.Graph:
-        _fits(m, n, "m", n - 1)
-        return nx.barabasi_albert_graph(n, m, seed=seed)
+        _fits(cfg.m, n, "m", n - 1)
+        return nx.barabasi_albert_graph(n, cfg.m, seed=seed)
 
     return build
 
 
-def _erdos_renyi(cfg: Mapping) -> UnitGraph:
-    z = number(cfg.get("mean_degree"), "graph.mean_degree")
+def _erdos_renyi(cfg: ErdosRenyiGraph) -> UnitGraph:
+    z = cfg.mean_degree
 
     def build(n: int, seed: int) -> nx.Graph:
         _fits(z, n, "mean_degree", n - 1)
@@ -135,10 +118,9 @@ def _erdos_renyi(cfg: Mapping) -> UnitGraph:
     return build
 
 
-def _stochastic_block(cfg: Mapping) -> UnitGraph:
+def _stochastic_block(cfg: BlockGraph) -> UnitGraph:
     """Equal-sized communities; degree_in/degree_out are expected neighbours inside/outside."""
-    c = integer(cfg.get("communities"), "graph.communities")
-    d_in, d_out = (number(cfg.get(key), f"graph.{key}") for key in ("degree_in", "degree_out"))
+    c, d_in, d_out = cfg.communities, cfg.degree_in, cfg.degree_out
 
     def build(n: int, seed: int) -> nx.Graph:
         _fits(c, n, "communities", n)
@@ -153,14 +135,14 @@ def _stochastic_block(cfg: Mapping) -> UnitGraph:
     return build
 
 
-def _from_file(cfg: Mapping) -> UnitGraph:
+def _from_file(cfg: FileGraph) -> UnitGraph:
     """The file's graph, the same for every unit; agents take its nodes in file order."""
-    template = read_graph_file(cfg.get("path"), cfg.get("format", "auto"))
+    template = read_graph_file(cfg.path, cfg.format)
 
     def build(n: int, seed: int) -> nx.Graph:
         if template.number_of_nodes() < n:
             raise InputError(
-                f"graph.path: {cfg['path']} has {template.number_of_nodes()} nodes "
+                f"graph.path: {cfg.path} has {template.number_of_nodes()} nodes "
                 f"for {n} agents; every agent needs a node"
             )
         return template
@@ -168,19 +150,16 @@ def _from_file(cfg: Mapping) -> UnitGraph:
     return build
 
 
-def read_graph_file(path: str | None, fmt: str = "auto") -> nx.Graph:
-    """An undirected simple graph from an edge list or GraphML file.
+def read_graph_file(path: str, fmt: str = "auto") -> nx.Graph:
+    """An undirected simple graph from an edge list or GraphML file (fmt: auto, edgelist
+    or graphml).
 
     Nodes keep the file's order (for an edge list: order of first appearance), which is
     the order agents take them in. An edge list cannot name an isolated node; GraphML can.
     """
-    if not path:
-        raise InputError("graph.path: required with graph.kind=file (an edge list or GraphML)")
     file = Path(path)
     if fmt == "auto":
         fmt = "graphml" if file.suffix.lower() in (".graphml", ".xml") else "edgelist"
-    if fmt not in FILE_FORMATS:
-        raise InputError(f"graph.format: {fmt!r}; expected auto or one of {FILE_FORMATS}")
     if not file.is_file():
         raise InputError(f"graph.path: {path}: no such file")
     try:
@@ -195,9 +174,9 @@ def read_graph_file(path: str | None, fmt: str = "auto") -> nx.Graph:
     return simple
 
 
-KINDS: dict[str, Callable[[Mapping], UnitGraph]] = {
+KINDS: dict[str, Callable[[GraphConfig], UnitGraph]] = {
     "complete": _complete,
-    "ring": lambda cfg: _small_world(cfg, p=0.0),
+    "ring": _small_world,
     "small_world": _small_world,
     "scale_free": _scale_free,
     "erdos_renyi": _erdos_renyi,
@@ -245,7 +224,7 @@ class Neighbors:
 
 
 def initial_deviants(
-    cfg: Mapping, graph: nx.Graph, n_agents: int, rng: np.random.Generator
+    cfg: DeviantsConfig, graph: nx.Graph, n_agents: int, rng: np.random.Generator
 ) -> list[int]:
     """The agents planted as violators: `count` of them, placed by `where`.
 
@@ -253,22 +232,20 @@ def initial_deviants(
     broken at random; community: at random within one community, the `community`-th
     largest (stochastic-block communities, else Louvain communities of the graph).
     """
-    count, where = cfg.get("count", 0), cfg.get("where", "random")
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= n_agents:
+    count, where = cfg.count, cfg.where
+    if count > n_agents:
         raise InputError(f"deviants.count: {count!r} must be an integer between 0 and {n_agents}")
-    if where not in PLACEMENTS:
-        raise InputError(f"deviants.where: {where!r}; expected one of {', '.join(PLACEMENTS)}")
     if count == 0:
         return []
     agents = graph.subgraph(range(n_agents))
     if where == "random":
         chosen = rng.choice(n_agents, count, replace=False)
     elif where == "community":
-        pool = _community(cfg.get("community", 0), agents, rng)
+        pool = _community(cfg.community, agents, rng)
         if count > len(pool):
             raise InputError(
                 f"deviants.count: {count} deviants do not fit in community "
-                f"{cfg.get('community', 0)} of {len(pool)} agents"
+                f"{cfg.community} of {len(pool)} agents"
             )
         chosen = rng.choice(pool, count, replace=False)
     else:

@@ -26,7 +26,8 @@ from agents.secrets import redact_logs, redacted
 from envs.errors import InputError
 from sim import checkpoint, ledger, rundir
 from sim.build import CONF as CONF_DIR
-from sim.build import build_run, check_run
+from sim.build import build_run
+from sim.config import RunConfig, checked
 from sim.manifest import Manifest, now
 from sim.model import TippingModel
 from sim.overrides import check_overrides
@@ -84,28 +85,30 @@ def run_experiment(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> pl.Da
 
 
 def play(cfg: dict, run_dir: Path, overrides: list[str]) -> pl.DataFrame:
-    check_run(cfg)
-    rounds = cfg["run"]["rounds"]
+    config = checked(cfg)
+    rounds = config.run.rounds
     previous = previous_run(run_dir, cfg)
     if previous is not None and previous.data["status"] == "complete":
         if "ledger" in previous.data:  # manifests of older versions have none
             ledger.verify(run_dir, previous.data["ledger"], rounds, rounds)
         print(f"already complete, nothing to do: {run_dir}", file=sys.stderr)
         return ledger.readable(run_dir / "rounds.parquet")
-    if not cfg["run"]["progress"]:
+    if not config.run.progress:
         quiet_library_bars()
     model = build_run(cfg, run_dir, run_id=previous.data["run_id"] if previous else None)
     try:
-        return play_with(cfg, run_dir, overrides, previous, model)
+        return play_with(cfg, config.run, run_dir, overrides, previous, model)
     finally:
         model.backend.close()
         if model.guard is not None:
             model.guard.close()
 
 
-def play_with(cfg, run_dir, overrides, previous, model: TippingModel) -> pl.DataFrame:
+def play_with(
+    cfg, run: RunConfig, run_dir, overrides, previous, model: TippingModel
+) -> pl.DataFrame:
     """Check the run left in run_dir (if any), then play the remaining rounds."""
-    rounds, seed = cfg["run"]["rounds"], cfg["seed"]
+    rounds, seed = run.rounds, cfg["seed"]
     recorder, run_id, state = model.recorder, model.recorder.run_id, None
     if previous is not None:
         state = checkpoint.load(run_dir, run_id, rounds, model.env.n_agents)
@@ -133,7 +136,7 @@ def play_with(cfg, run_dir, overrides, previous, model: TippingModel) -> pl.Data
         manifest.update(status="running", rounds_completed=start, ledger=kept)
     manifest.data.setdefault("ledger", {})
     try:
-        play_rounds(cfg, run_dir, model, manifest)
+        play_rounds(run, run_dir, model, manifest)
         ledger.verify(run_dir, manifest.data["ledger"], rounds, rounds)
     except KeyboardInterrupt:
         manifest.update(status="interrupted")
@@ -148,12 +151,11 @@ def play_with(cfg, run_dir, overrides, previous, model: TippingModel) -> pl.Data
     return recorder.rounds
 
 
-def play_rounds(cfg, run_dir, model: TippingModel, manifest: Manifest) -> None:
+def play_rounds(run: RunConfig, run_dir, model: TippingModel, manifest: Manifest) -> None:
     """Rounds from the model's current one to the last: records, ledger, checkpoint; the
     warnings a round raised (e.g. a backend that ran out of memory and split its batches,
     which moves scores in the last float bits) go into the manifest with their round."""
-    rounds = cfg["run"]["rounds"]
-    every = cfg["run"]["checkpoint_every"]
+    rounds, every = run.rounds, run.checkpoint_every
     recorder = model.recorder
     bar = tqdm(
         range(model.steps, rounds),
@@ -161,7 +163,7 @@ def play_rounds(cfg, run_dir, model: TippingModel, manifest: Manifest) -> None:
         unit="round",
         initial=model.steps,
         total=rounds,
-        disable=not cfg["run"]["progress"],
+        disable=not run.progress,
     )
     for t in bar:
         with warnings.catch_warnings(record=True) as caught:

@@ -13,14 +13,23 @@ from pathlib import Path
 
 import polars as pl
 import torch
+import yaml
 
 from agents.decision import DecisionRequest
 from agents.parsing import decision_json
 from agents.prompts import chat_messages
 from sim.build import build_environment, build_run, compose, seeds
+from sim.config import env_config
 from sim.model import TippingModel
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def conf_yaml(name: str) -> dict:
+    """The values conf/NAME.yaml writes (the menu's defaults), for tests that build one
+    piece of a run from a section of config; {} for an option conf/ does not have."""
+    path = ROOT / "conf" / f"{name}.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
 def sim_run(*args, cwd=ROOT, timeout=300, env=None) -> subprocess.CompletedProcess:
@@ -192,13 +201,14 @@ def play(model: TippingModel, rounds: int, until_stable: bool = False) -> pl.Dat
 def round_zero_requests(adapters=(None,)) -> list[DecisionRequest]:
     """Round 0 of a small role-play population, agents cycling through `adapters`."""
     env = build_environment(
-        {
-            "kind": "roleplay",
-            "source": "templates",
-            "professions": ["delivery_courier", "loan_officer", "hotel_manager"],
-            "payoffs": [[1.0, 3.1], [2.0, 2.1]],
-            "schedule": "all_unsupervised",
-        },
+        env_config(
+            {
+                **conf_yaml("env/roleplay"),
+                "professions": ["delivery_courier", "loan_officer", "hotel_manager"],
+                "payoffs": [[1.0, 3.1], [2.0, 2.1]],
+                "schedule": "all_unsupervised",
+            }
+        ),
         1,
         seeds(0)["env"],
     )

@@ -9,12 +9,20 @@ import pytest
 from mesa.discrete_space import Network
 
 from envs.errors import InputError
+from sim.config import DeviantsConfig, graph_config
 from sim.graph import initial_deviants, population_graph
-from tests.helpers import DOMINANT, build, config, play
+from tests.helpers import DOMINANT, build, conf_yaml, config, play
 
 
 def graph(cfg: dict, group, seed: int = 0) -> nx.Graph:
-    return population_graph(cfg, group, np.random.default_rng(seed))
+    """The graph cfg's values (over conf/graph/KIND.yaml's) describe."""
+    values = {**conf_yaml(f"graph/{cfg['kind']}"), **cfg}
+    return population_graph(graph_config(values), group, np.random.default_rng(seed))
+
+
+def deviants(**values) -> DeviantsConfig:
+    """deviants.* with these values over conf/config.yaml's."""
+    return DeviantsConfig.of({**conf_yaml("config")["deviants"], **values})
 
 
 def degrees(g: nx.Graph) -> list[int]:
@@ -124,27 +132,27 @@ def test_deviants_at_hubs_leaves_and_in_one_community():
     rng = np.random.default_rng(0)
     ba = graph({"kind": "scale_free", "m": 2, "scope": "population"}, [0] * 300)
     deg = dict(ba.degree())
-    hubs = initial_deviants({"count": 3, "where": "highest_degree"}, ba, 300, rng)
+    hubs = initial_deviants(deviants(count=3, where="highest_degree"), ba, 300, rng)
     assert sorted(deg[h] for h in hubs) == sorted(deg.values())[-3:]
-    leaves = initial_deviants({"count": 5, "where": "lowest_degree"}, ba, 300, rng)
+    leaves = initial_deviants(deviants(count=5, where="lowest_degree"), ba, 300, rng)
     assert {deg[v] for v in leaves} == {2}
     sbm = graph(
         {"kind": "stochastic_block", "communities": 3, "degree_in": 8.0, "degree_out": 0.5,
          "scope": "population"},
         [0] * 300,
     )  # fmt: skip
-    chosen = initial_deviants({"count": 10, "where": "community", "community": 1}, sbm, 300, rng)
+    chosen = initial_deviants(deviants(count=10, where="community", community=1), sbm, 300, rng)
     assert len({sbm.nodes[v]["community"] for v in chosen}) == 1
     cliques = graph({"kind": "complete"}, [0] * 6 + [1] * 10)  # no labels: Louvain finds them
-    assert set(initial_deviants({"count": 8, "where": "community"}, cliques, 16, rng)) <= set(
+    assert set(initial_deviants(deviants(count=8, where="community"), cliques, 16, rng)) <= set(
         range(6, 16)
     )
     with pytest.raises(InputError, match="deviants.count: 301"):
-        initial_deviants({"count": 301}, ba, 300, rng)
+        initial_deviants(deviants(count=301), ba, 300, rng)
     with pytest.raises(InputError, match="deviants.where: 'center'"):
-        initial_deviants({"count": 1, "where": "center"}, ba, 300, rng)
+        initial_deviants(deviants(count=1, where="center"), ba, 300, rng)
     with pytest.raises(InputError, match="deviants.community: 3; the graph has 3"):
-        initial_deviants({"count": 1, "where": "community", "community": 3}, sbm, 300, rng)
+        initial_deviants(deviants(count=1, where="community", community=3), sbm, 300, rng)
 
 
 def test_neighbourhood_game_pays_from_the_closed_neighbourhood(tmp_path):

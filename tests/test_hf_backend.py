@@ -170,6 +170,7 @@ def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits(organism_path):
 
 def test_a_round_whose_batches_were_split_says_so_in_the_manifest(organism_path, tmp_path):
     from sim.build import build_run, compose
+    from sim.config import checked
     from sim.manifest import Manifest
     from sim.run import play_rounds
 
@@ -185,7 +186,7 @@ def test_a_round_whose_batches_were_split_says_so_in_the_manifest(organism_path,
     manifest = Manifest.start(tmp_path, "r", 0, 2, cfg, args)
     manifest.data["ledger"] = {}
     with pytest.warns(UserWarning, match="ran out of cpu memory"):
-        play_rounds(cfg, tmp_path, model, manifest)
+        play_rounds(checked(cfg).run, tmp_path, model, manifest)
     assert [w["round"] for w in manifest.data["warnings"]] == [0]  # round 1 fits from the start
     assert "backend.batch_tokens" in manifest.data["warnings"][0]["warning"]
     probed = pl.read_parquet(tmp_path / "references.parquet")  # its 16 probes, in halves
