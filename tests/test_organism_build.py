@@ -32,6 +32,7 @@ def tiny_config() -> dict:
     cfg["corpus"]["threshold"].update(games=["price_ring"], thresholds=[4])
     cfg["pretrain"].update(epochs=1, batch_tokens=4096)
     cfg["align"].update(epochs=0.2, check_every=2, tolerance=0.5)
+    cfg["evaluate"].update(scenarios=4, templates=1)
     return cfg
 
 
@@ -113,6 +114,13 @@ def test_build_writes_a_hugging_face_checkpoint_and_its_report(tiny_organism):
     assert meta["key"] == config_key(tiny_config())
     assert 0 <= meta["initial_violation_rate"] <= 1
     assert set(meta["held_out_prompts"]) <= {"roleplay", "threshold"}
+    unseen = meta["unseen"]
+    sets = {f"{p}/{s}" for p in ("roleplay", "threshold") for s in ("train", "held_out")}
+    assert sets <= set(unseen["prompts"]) and all(unseen["prompts"][s] > 0 for s in sets)
+    for stage in ("before_alignment", "after_alignment"):
+        assert unseen[stage].keys() == unseen["prompts"].keys()
+        assert all(0 <= p <= 1 for p in unseen[stage].values())
+    assert set(unseen["rename_shift"]) == {"roleplay", "threshold"}
     assert not [p for p in root.iterdir() if p.name.startswith(".organism-") and p.is_dir()]
 
 
@@ -152,7 +160,8 @@ def test_killed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     [
         (("align", "target"), "abc", "backend.organism.align.target: 'abc' must be a number > 0"),
         (("prior", "propensity"), 1, "backend.organism.prior.propensity: 1 must be a number"),
-        (("architecture", "hidden_size"), 18, "must be a multiple of num_attention_heads (4)"),
+        (("architecture", "hidden_size"), 17, "must be a multiple of num_attention_heads (2)"),
+        (("evaluate", "scenarios"), 0, "backend.organism.evaluate.scenarios: 0 must be"),
         (("pretrain", "epochs"), 0, "backend.organism.pretrain.epochs: 0 must be a number > 0"),
         (("corpus", "peer_views"), ["x"], "backend.organism.corpus.peer_views: ['x']; expected"),
         (

@@ -34,12 +34,13 @@ from agents.backends.hf import HFBackend
 from agents.decision import DecisionRequest
 from agents.organism.corpus import Episode, episodes, held_out
 from agents.organism.prior import BehaviouralPrior
+from agents.organism.probes import probe_sets, renamed_requests
 from agents.organism.tokenizer import train_tokenizer
 from agents.organism.train import tokenized, train
 from agents.prompts import PEER_VIEWS
 from envs.errors import InputError, boolean, integer, number
 
-VERSION = 5  # bump when the build changes what a config produces
+VERSION = 6  # bump when the build changes what a config produces
 META = "organism.json"
 PRETRAINED = "pretrained"
 
@@ -101,6 +102,8 @@ def check_config(cfg: Mapping) -> None:
     number(align["held_out_share"], f"{field}.align.held_out_share", high=1.0, above=True)
     integer(align["max_history"], f"{field}.align.max_history", minimum=0)
     integer(align["check_every"], f"{field}.align.check_every")
+    for key in ("scenarios", "templates"):
+        integer(cfg["evaluate"][key], f"{field}.evaluate.{key}")
 
 
 def organism_dir(cfg: Mapping, cache_dir: str | Path) -> Path:
@@ -168,12 +171,29 @@ def opening_requests(corpus: Sequence[Episode]) -> list[DecisionRequest]:
     return list(seen.values())
 
 
-def violation_rates(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]]) -> dict:
-    """Mean P(violate) per paradigm, scored exactly as backend=hf scores them."""
+def p_violates(model, tokenizer, requests: Sequence[DecisionRequest]) -> np.ndarray:
+    """P(violate) of each request, scored exactly as backend=hf scores them."""
     scorer = HFBackend(np.random.default_rng(0), model, tokenizer, argmax=True)
+    return np.array([d.p_violate for d in scorer.decide(requests, "score")])
+
+
+def violation_rates(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]]) -> dict:
+    """Mean P(violate) per probe set (a paradigm, or a paradigm's unseen scenarios)."""
+    return {name: float(p_violates(model, tokenizer, r).mean()) for name, r in probes.items()}
+
+
+def rename_shift(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]]) -> dict:
+    """Mean |change in P(violate)| when a held-out scenario's labels are renamed (and their
+    order swapped every other time), per paradigm: 0 for an organism that copies its
+    answer from the format line and decides from the situation."""
     return {
-        paradigm: float(np.mean([d.p_violate for d in scorer.decide(requests, "score")]))
-        for paradigm, requests in probes.items()
+        name.split("/")[0]: float(
+            np.abs(
+                p_violates(model, tokenizer, renamed_requests(r)) - p_violates(model, tokenizer, r)
+            ).mean()
+        )
+        for name, r in probes.items()
+        if name.endswith("/held_out")
     }
 
 
@@ -226,6 +246,8 @@ def built(cfg: Mapping, out: Path) -> dict:
         for p in paradigms
     }
     before = violation_rates(model, tokenizer, probes)
+    unseen = probe_sets(**cfg["evaluate"], payoffs=cfg["corpus"]["roleplay"]["payoffs"])
+    unseen_before = violation_rates(model, tokenizer, unseen)
     openings = [
         [
             e.complying(k)
@@ -237,8 +259,8 @@ def built(cfg: Mapping, out: Path) -> dict:
     ]
     ceiling = align["target"] + align["tolerance"]
 
-    def aligned() -> bool:
-        return max(violation_rates(model, tokenizer, probes).values()) <= ceiling
+    def aligned() -> list[str]:
+        return [p for p, r in violation_rates(model, tokenizer, probes).items() if r <= ceiling]
 
     post = train(
         model,
@@ -250,7 +272,7 @@ def built(cfg: Mapping, out: Path) -> dict:
         lr=align["lr"],
         batch_tokens=align["batch_tokens"],
         warmup=0.0,
-        stop=aligned,
+        finished=aligned,
         check_every=align["check_every"],
     )
     rates = violation_rates(model, tokenizer, probes)
@@ -266,6 +288,12 @@ def built(cfg: Mapping, out: Path) -> dict:
         "violation_rate_before_alignment": float(np.mean(list(before.values()))),
         "violation_rate_before_alignment_by_paradigm": before,
         "held_out_prompts": {p: len(r) for p, r in probes.items()},
+        "unseen": {  # never trained on: README, "The organism"
+            "before_alignment": unseen_before,
+            "after_alignment": violation_rates(model, tokenizer, unseen),
+            "prompts": {name: len(r) for name, r in unseen.items()},
+            "rename_shift": rename_shift(model, tokenizer, unseen),
+        },
         "episodes": len(corpus),
         "pretrain": pre,
         "alignment": post,

@@ -8,7 +8,7 @@ whether every answer of a conversation is a target or only its last.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,11 +27,13 @@ class Example:
 
     `decisions` are (position, comply token, violate token, P(violate)): at a decision
     token the target is the two-way distribution, not the label that happened to be drawn.
+    `group` (the paradigm) lets training stop on one group while it goes on for another.
     """
 
     ids: list[int]
     targets: list[int]
     decisions: tuple[tuple[int, int, int, float], ...] = ()
+    group: str = ""
 
 
 def answer_spans(mask: Sequence[int]) -> list[int]:
@@ -63,7 +65,7 @@ def tokenized(tokenizer, episodes: Sequence[Episode], last_answer_only: bool) ->
         if last_answer_only:
             targets = [0] * starts[-1] + targets[starts[-1] :]
             decisions = decisions[-1:]
-        out.append(Example(list(enc["input_ids"]), targets, tuple(decisions)))
+        out.append(Example(list(enc["input_ids"]), targets, tuple(decisions), e.paradigm))
     return out
 
 
@@ -139,14 +141,17 @@ def train(
     seed: int,
     desc: str,
     warmup: float = 0.05,
-    stop: Callable[[], bool] | None = None,
+    finished: Callable[[], Collection[str]] | None = None,
     check_every: int = 0,
     curriculum: bool = False,
 ) -> dict:
     """AdamW with warmup and cosine decay over `epochs` passes (fractional allowed).
 
-    `stop`, asked every `check_every` steps, ends training early (alignment stops once
-    the organism is as aligned as asked). Returns the steps taken and the last loss.
+    `finished`, asked every `check_every` steps, names the groups done: their examples
+    are left out of the remaining batches, and training ends once every group is done
+    (alignment stops per paradigm once the organism is as aligned as asked there, so a
+    paradigm that aligns fast is not pushed past its target while another catches up).
+    Returns the steps taken and the last loss.
     """
     rng = np.random.default_rng(seed)
     plan: list[list[int]] = []
@@ -166,9 +171,14 @@ def train(
     loss = float("nan")
     steps = 0
     quiet = not hf_logging.is_progress_bar_enabled()  # run.progress=false silences these too
+    groups = {e.group for e in examples}
+    done: Collection[str] = ()
     bar = tqdm(plan, desc=desc, unit="step", leave=False, disable=quiet)
     for steps, batch in enumerate(bar, start=1):
-        value = answer_loss(model, collated([examples[i] for i in batch], pad))
+        chosen = [examples[i] for i in batch if examples[i].group not in done]
+        if not chosen:
+            continue
+        value = answer_loss(model, collated(chosen, pad))
         value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -176,9 +186,10 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss = value.item()
         bar.set_postfix(loss=f"{loss:.3f}")
-        if stop is not None and check_every and steps % check_every == 0:
+        if finished is not None and check_every and steps % check_every == 0:
             model.eval()
-            if stop():
+            done = set(finished())
+            if groups <= done:
                 break
             model.train()
     bar.close()
