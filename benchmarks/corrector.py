@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agents.guard.settings import guard_config  # noqa: E402
 from sim.build import compose  # noqa: E402
 from sim.corrector import CARD, corrector_dir  # noqa: E402
 
@@ -36,7 +37,7 @@ def main() -> None:
     )
     for seed in args.seeds:
         cfg = compose(["guard=corrector", f"seed={seed}", *args.overrides])
-        card = json.loads((corrector_dir(cfg["guard"]) / CARD).read_text())
+        card = json.loads((corrector_dir(guard_config(cfg["guard"])) / CARD).read_text())
         after, base = card["held_out"], card["held_out_base"]
         print(
             f"{seed:>4}  {card['triplets']:>8}  {after['correction_rate']:.3f} "

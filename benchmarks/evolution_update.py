@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from agents.backends.hf import HFBackend
 from agents.backends.loading import load_checkpoint
 from agents.evolution.evolution import Evolution
+from agents.evolution.settings import evolution_config
 from agents.evolution.trainer import LoraTrainer
 from agents.learning import Learned, PlayedRound
 from agents.organism.build import organism_dir
@@ -87,11 +88,9 @@ def update_seconds(model_dir: Path, env, history, work: Path, batched: bool) -> 
     """Wall time of an update of every agent's adapter, on a freshly loaded model whose
     agents already have a first version (the steady state of a run)."""
     backend = fresh_backend(model_dir, np.random.default_rng(0))
-    cfg = yaml.safe_load((ROOT / "conf/evolution/pg.yaml").read_text())
-    cfg.update(every=len(history), window=len(history))
-    trainer = LoraTrainer(
-        backend.trainable(), cfg["lora"], cfg["lr"], cfg["steps"], cfg["batch_size"], 0
-    )
+    values = yaml.safe_load((ROOT / "conf/evolution/pg.yaml").read_text())
+    cfg = evolution_config({**values, "every": len(history), "window": len(history)})
+    trainer = LoraTrainer(backend.trainable(), cfg.lora, cfg.lr, cfg.steps, cfg.batch_size, 0)
     owners = [f"{'b' if batched else 's'}{i}" for i in range(env.n_agents)]
     run_dir = Path(tempfile.mkdtemp(dir=work))
     evolution = Evolution(cfg, trainer, owners, [s.id for s in env.scenarios], run_dir)

@@ -1,9 +1,12 @@
-"""The one error type for user mistakes (bad config, bad data file), and the checks of
-config values that raise it."""
+"""The one error type for user mistakes (bad config, bad data file), the checks of
+config values that raise it, and the base of the config's typed sections."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self
 
 
 class InputError(ValueError):
@@ -78,3 +81,34 @@ def feasible(n_agents: int, field: str, bytes_per_agent: int = 16 * 1024) -> int
             f"this machine has {total / 2**30:,.0f} GiB"
         )
     return n_agents
+
+
+@dataclass(frozen=True)
+class Section:
+    """A config section read from a mapping that holds every field (the YAML's keys).
+
+    Subclasses declare fields with their types and no defaults (the YAML in conf/ holds
+    them) and check values in `__post_init__`, never converting a wrong type into a
+    right one: `2` is no boolean and `"nan"` no number.
+    """
+
+    FIELD: ClassVar[str] = ""
+
+    @classmethod
+    def of(cls, values: Mapping) -> Self:
+        if not isinstance(values, Mapping):
+            raise InputError(f"{cls.FIELD}: {values!r} must be a mapping of settings")
+        for f in fields(cls):
+            if f.name not in values:
+                raise InputError(f"{cls.FIELD}.{f.name}: missing (see conf/ for its value)")
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+    def _set(self, name: str, value: Any) -> None:
+        """A checked value in place of the given one (a frozen field, set once at init)."""
+        object.__setattr__(self, name, value)
+
+    def _choice(self, name: str, allowed) -> None:
+        value = getattr(self, name)
+        if value not in allowed:
+            expected = ", ".join(allowed)
+            raise InputError(f"{self.FIELD}.{name}: {value!r}; expected one of {expected}")

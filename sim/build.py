@@ -51,16 +51,12 @@ def model_arguments(
     rng = seeds(config.seed)
     env = build_environment(config.env, config.run.rounds, rng["env"])
     graph, deviants = population(config, env, rng)
-    if evolving(cfg):  # the training stack is imported only when weights evolve
-        from agents.evolution import check_settings, make_evolution
-
-        check_settings(cfg["evolution"])  # named before the model loads
     backend = backend or make_backend(cfg["backend"], rng["policy"])
-    evolution = (
-        make_evolution(cfg["evolution"], backend, env, graph, run_dir, config.seed)
-        if evolving(cfg)
-        else None
-    )
+    evolution = None
+    if config.evolution.evolving:  # the training stack is imported only when weights evolve
+        from agents.evolution.evolution import make_evolution
+
+        evolution = make_evolution(config.evolution, backend, env, graph, run_dir, config.seed)
     probes = reference_probes(config, cfg["backend"], backend, evolution)
     learners = [x for x in (evolution, probes) if x is not None]
     return {
@@ -78,7 +74,7 @@ def model_arguments(
         "deviants": deviants,
         "deviants_always": config.deviants.always,
         "learners": learners,
-        "guard": make_guard(served(cfg.get("guard"), config.run.progress), rng["guard"]),
+        "guard": make_guard(served(config.guard, config.run.progress), rng["guard"]),
     }
 
 
@@ -114,11 +110,6 @@ def policy_checkpoint(backend: Mapping) -> Path | None:
     return checkpoint_path(backend)
 
 
-def evolving(cfg: Mapping) -> bool:
-    """Whether weights evolve (LoRA updates): an objective and an update interval."""
-    return bool(cfg["evolution"].get("every")) and cfg["evolution"].get("name", "none") != "none"
-
-
 def compose(overrides: Sequence[str] = (), values: Mapping | None = None) -> dict:
     """The resolved config `python -m sim.run OVERRIDES` would play, with `values` merged
     over it: how code (tests, benchmarks, notebooks) describes a run for `build_run`.
@@ -148,15 +139,11 @@ def run_id_of(run_dir: Path) -> str:
 
 def check_config(cfg: Mapping) -> None:
     """Every check of a composed config: its settings (sim/config.py), then what they
-    build: environment, graph, deviants, evolution's settings."""
+    build: environment, graph, deviants."""
     config = checked(cfg)
     rng = seeds(config.seed)
     env = build_environment(config.env, config.run.rounds, rng["env"])
     population(config, env, rng)
-    if evolving(cfg):
-        from agents.evolution import check_settings
-
-        check_settings(cfg["evolution"])
 
 
 def seeds(seed: int) -> dict[str, np.random.Generator]:

@@ -1,6 +1,8 @@
-"""The typed view of a composed config: one frozen dataclass per section, whose fields
-code reads and whose `__post_init__` checks them with envs/errors.py's one-line
-messages. `checked(cfg)` is the one entry: every config check starts there.
+"""The typed view of a composed config: one frozen dataclass per section (envs/errors.py's
+Section), whose fields code reads and whose `__post_init__` checks them with one-line
+messages. `checked(cfg)` is the one entry: every config check starts there; the sections
+of agents' own settings (evolution, guard, backends) are typed beside the code that reads
+them, in agents/.
 
 The values and their defaults are written once, in conf/'s YAML (the experiment menu);
 these classes hold none, and a key missing from the mapping is an InputError. They are
@@ -14,40 +16,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import ClassVar
 
 from agents.backends.base import MODES
+from agents.evolution.settings import EvolutionConfig, evolution_config
+from agents.guard.settings import GuardConfig, guard_config
 from agents.prompts import PEER_VIEWS
-from envs.errors import InputError, boolean, integer, listed, number
+from envs.errors import InputError, Section, boolean, integer, listed, number
 from envs.records import DECISIONS, RUN_CONDITIONS
-
-
-@dataclass(frozen=True)
-class Section:
-    """A config section read from a mapping that holds every field (the YAML's keys)."""
-
-    FIELD: ClassVar[str] = ""
-
-    @classmethod
-    def of(cls, values: Mapping) -> Self:
-        if not isinstance(values, Mapping):
-            raise InputError(f"{cls.FIELD}: {values!r} must be a mapping of settings")
-        for f in fields(cls):
-            if f.name not in values:
-                raise InputError(f"{cls.FIELD}.{f.name}: missing (see conf/ for its value)")
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
-
-    def _set(self, name: str, value: Any) -> None:
-        """A checked value in place of the given one (a frozen field, set once at init)."""
-        object.__setattr__(self, name, value)
-
-    def _choice(self, name: str, allowed) -> None:
-        value = getattr(self, name)
-        if value not in allowed:
-            expected = ", ".join(allowed)
-            raise InputError(f"{self.FIELD}.{name}: {value!r}; expected one of {expected}")
 
 
 @dataclass(frozen=True)
@@ -352,6 +330,8 @@ class Config:
     env: EnvConfig
     graph: GraphConfig
     reference: ReferenceConfig
+    evolution: EvolutionConfig
+    guard: GuardConfig
 
 
 def checked(cfg: Mapping) -> Config:
@@ -368,10 +348,9 @@ def checked(cfg: Mapping) -> Config:
         env=env_config(cfg["env"]),
         graph=graph_config(cfg["graph"]),
         reference=ReferenceConfig.of(cfg["reference"]),
+        evolution=evolution_config(cfg["evolution"]),
+        guard=guard_config(cfg["guard"]),
     )
-    from agents.guard import check_guard
-
-    check_guard(cfg.get("guard"))
     if cfg.get("elasticity"):
         from sim.elasticity import check_settings
 

@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from time import perf_counter
 
@@ -39,6 +40,7 @@ from agents.guard.corrector import (
     valid,
     write_triplets,
 )
+from agents.guard.settings import CorrectorConfig, GuardConfig, guard_config
 from envs.errors import InputError
 
 VERSION = 2  # bump when the build changes what a config produces
@@ -95,22 +97,22 @@ def base_path(backend: Mapping) -> Path:
     return Path(backend["model"]["path"]).expanduser().resolve()
 
 
-def corrector_key(cfg: Mapping, base: Path) -> str:
-    backend = {k: v for k, v in cfg["backend"].items() if k not in ("cache_dir", "organism")}
+def corrector_key(cfg: CorrectorConfig, base: Path) -> str:
+    backend = {k: v for k, v in cfg.backend.items() if k not in ("cache_dir", "organism")}
     text = json.dumps(
-        {"version": VERSION, "base": str(base), "backend": backend, **cfg["corrector"]},
+        {"version": VERSION, "base": str(base), "backend": backend, **cfg.corrector},
         sort_keys=True,
         default=str,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def corrector_dir(cfg: Mapping, progress: bool = True) -> Path:
+def corrector_dir(cfg: CorrectorConfig, progress: bool = True) -> Path:
     """The corrector for guard config `cfg`, built first if the cache lacks it."""
     from agents.organism.build import locked
 
-    base = base_path(cfg["backend"])
-    root = Path(cfg["cache_dir"]).expanduser()
+    base = base_path(cfg.backend)
+    root = Path(cfg.cache_dir).expanduser()
     path = root / f"corrector-{corrector_key(cfg, base)}"
     if (path / CARD).is_file():
         return path
@@ -126,7 +128,7 @@ def corrector_dir(cfg: Mapping, progress: bool = True) -> Path:
     return path
 
 
-def build(cfg: Mapping, base: Path, out: Path, progress: bool) -> dict:
+def build(cfg: CorrectorConfig, base: Path, out: Path, progress: bool) -> dict:
     """Play, write the triplets, train, measure, save; single-threaded, so the same seed
     gives the same weights on any number of cores."""
     import torch
@@ -139,17 +141,17 @@ def build(cfg: Mapping, base: Path, out: Path, progress: bool) -> dict:
         torch.set_num_threads(threads)
 
 
-def built(cfg: Mapping, base: Path, out: Path, progress: bool) -> dict:
+def built(cfg: CorrectorConfig, base: Path, out: Path, progress: bool) -> dict:
     import torch
 
     from agents.alignment.aligned import load_base, save_tokenizer, versions
     from agents.guard.corrector import train
 
     tic = perf_counter()
-    settings = cfg["corrector"]
+    settings = cfg.corrector
     data, seed = settings["data"], settings["seed"]
     torch.manual_seed(seed)
-    backend = cfg["backend"]
+    backend = cfg.backend
     pairs = played(backend, "train", data["scenarios"], data["rounds"], seed, progress)
     write_triplets(dataset(pairs, data["identity_share"], seed), out / DATA)
     held = played(backend, "held_out", data["held_out_scenarios"], data["rounds"], seed, progress)
@@ -180,14 +182,14 @@ def built(cfg: Mapping, base: Path, out: Path, progress: bool) -> dict:
     return card
 
 
-def measured(model, tokenizer, pairs: Sequence[Pair], cfg: Mapping) -> dict:
+def measured(model, tokenizer, pairs: Sequence[Pair], cfg: CorrectorConfig) -> dict:
     """The model as a guard (Aligner's prompt, score mode) on the held-out decisions."""
     from agents.backends.hf import HFBackend
     from agents.guard.aligner import ModelGuard
 
     violating, compliant = valid(pairs)
     scored = violating + compliant
-    settings = HFBackend.settings(cfg["backend"])
+    settings = HFBackend.settings(cfg.backend)
     backend = HFBackend(np.random.default_rng(0), model, tokenizer, **settings)
     guard = ModelGuard("execution", "executed", np.random.default_rng(0), backend, "score")
     reviews = guard.review([r for r, _ in scored], [d for _, d in scored])
@@ -207,30 +209,26 @@ def summary(card: Mapping) -> str:
     )
 
 
-def served(cfg: Mapping | None, progress: bool = True) -> Mapping | None:
+def served(cfg: GuardConfig, progress: bool = True) -> GuardConfig:
     """guard=corrector as the model guard it is: guard.backend is then backend=hf at the
-    corrector's checkpoint (built first if needed); any other guard config as it is."""
-    if not cfg or cfg.get("name") != "corrector":
+    corrector's checkpoint (built first if needed); any other guard as it is."""
+    if not isinstance(cfg, CorrectorConfig):
         return cfg
-    from agents.guard import check_guard
-
-    check_guard(cfg)
     path = corrector_dir(cfg, progress)
-    backend = cfg["backend"]
+    backend = cfg.backend
     model = {**(backend.get("model") or {}), "path": str(path)}
-    return {**cfg, "backend": {**backend, "name": "hf", "model": model}}
+    return replace(cfg, backend={**backend, "name": "hf", "model": model})
 
 
 def main(argv: Sequence[str]) -> None:
     """Build (or find) the corrector of conf/guard/corrector.yaml with `argv` overrides."""
-    from agents.guard import check_guard
     from sim.build import CONF, compose
     from sim.overrides import check_overrides
 
     overrides = ["guard=corrector", *argv]
     try:
-        check_overrides(str(CONF), "config", overrides, check=lambda c: check_guard(c["guard"]))
-        path = corrector_dir(compose(overrides)["guard"])
+        check_overrides(str(CONF), "config", overrides, check=lambda c: guard_config(c["guard"]))
+        path = corrector_dir(guard_config(compose(overrides)["guard"]))
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -56,7 +56,7 @@ def with_inputs(cfg: dict, temptation: float, threshold: int | None, schedule: s
 
 def evolution_overrides(cfg: dict, evolution: bool | None) -> list[str]:
     """The evolution group the checkbox asks for: the configured one, pg, or none."""
-    configured = bool(cfg["evolution"].get("every"))
+    configured = bool(cfg["evolution"]["every"])
     if evolution is None or evolution == configured:
         return []
     return ["evolution=pg"] if evolution else ["evolution=none"]
@@ -136,7 +136,7 @@ def inputs(cfg: dict, overrides: list[str], out: str) -> dict:
         params["evolution"] = {
             "type": "Checkbox",
             "label": "weight updates (evolution)",
-            "value": bool(cfg["evolution"].get("every")),
+            "value": bool(cfg["evolution"]["every"]),
         }
     return params
 

@@ -10,6 +10,7 @@ import pytest
 
 from agents.guard.aligner import question
 from agents.guard.corrector import FIELDS, dataset, read_triplets, valid, write_triplets
+from agents.guard.settings import guard_config
 from agents.parsing import parse_choice
 from envs.errors import InputError
 from sim.build import compose
@@ -71,7 +72,7 @@ def tiny(cache_dir) -> dict:
 def built(tmp_path_factory, organism_path):
     """A tiny corrector on the organism, in a cache of its own."""
     cache = tmp_path_factory.mktemp("corrector")
-    return corrector_dir(tiny(cache)["guard"], progress=False)
+    return corrector_dir(guard_config(tiny(cache)["guard"]), progress=False)
 
 
 def overrides(settings: dict, prefix: str) -> list[str]:
@@ -89,7 +90,7 @@ def overrides(settings: dict, prefix: str) -> list[str]:
 def test_the_corrector_is_built_once_per_config(built, organism_path):
     card = built / CARD
     stamp = card.stat().st_mtime_ns
-    assert corrector_dir(tiny(built.parent)["guard"], progress=False) == built
+    assert corrector_dir(guard_config(tiny(built.parent)["guard"]), progress=False) == built
     assert card.stat().st_mtime_ns == stamp  # found, not built again
     weights = (built / "model.safetensors").read_bytes()
     assert weights != (organism_path / "model.safetensors").read_bytes()

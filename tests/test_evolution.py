@@ -16,6 +16,7 @@ from agents.evolution.buffer import Sample
 from agents.evolution.data import Example
 from agents.evolution.lineage import Version
 from agents.evolution.objectives import pg_loss
+from agents.evolution.settings import LoraSettings
 from agents.evolution.trainer import LoraTrainer
 from agents.parsing import decision_json
 from envs.base import Choices
@@ -187,7 +188,7 @@ def test_adapters_trained_together_follow_their_alone_trajectories(organism_path
         )
         if room is not None:  # on the inner model: PEFT calls the outer one's forward directly
             with_room_for(backend.model.model, room)
-        lora = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+        lora = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
         trainer = LoraTrainer(backend.trainable(), lora, lr=0.01, steps=2, batch_size=2, seed=0)
         for group in groups:
             trainer.train(group, pg_loss, beta=0.0, reference_is_parent=False)

@@ -9,7 +9,7 @@ group, or per graph community), `shared` (one population adapter). Objectives: `
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from time import perf_counter
@@ -20,17 +20,17 @@ from agents.evolution.buffer import ExperienceBuffer, Sample
 from agents.evolution.data import correction_examples, dpo_examples, pg_examples, sft_examples
 from agents.evolution.lineage import Lineage
 from agents.evolution.objectives import dpo_loss, pg_loss, sft_loss
+from agents.evolution.settings import UpdatesConfig
 from agents.evolution.trainer import LoraTrainer
 from agents.learning import Learned, PlayedRound
 from envs.base import Environment
-from envs.errors import InputError, integer, number
+from envs.errors import InputError
 
 OBJECTIVES = {
     "pg": (pg_examples, pg_loss, False),  # builder, loss, reference is the parent version
     "dpo": (dpo_examples, dpo_loss, True),
     "sft": (None, sft_loss, False),
 }
-SHARING = ("per_agent", "per_group", "shared")
 
 
 def owners(sharing: str, groups: str, env_group: Sequence[int], graph: nx.Graph, seed: int):
@@ -41,11 +41,9 @@ def owners(sharing: str, groups: str, env_group: Sequence[int], graph: nx.Graph,
         return ["population"] * len(env_group)
     if groups == "env":
         return [f"group-{g}" for g in env_group]
-    if groups == "community":
-        found = nx.community.louvain_communities(graph, seed=seed)
-        community = {node: c for c, nodes in enumerate(sorted(found, key=min)) for node in nodes}
-        return [f"community-{community[i]}" for i in range(len(env_group))]
-    raise InputError(f"evolution.groups: {groups!r}; expected env or community")
+    found = nx.community.louvain_communities(graph, seed=seed)  # groups=community
+    community = {node: c for c, nodes in enumerate(sorted(found, key=min)) for node in nodes}
+    return [f"community-{community[i]}" for i in range(len(env_group))]
 
 
 class Evolution:
@@ -56,22 +54,20 @@ class Evolution:
 
     def __init__(
         self,
-        cfg: Mapping,
+        cfg: UpdatesConfig,
         trainer: LoraTrainer,
         owner_of: list[str],
         scenario_ids: list[str],
         run_dir: Path,
     ):
-        self.every = int(cfg["every"])
-        self.name = cfg["name"]
-        self.beta = float(cfg.get("beta", 0.0))
+        self.every, self.name, self.beta = cfg.every, cfg.name, cfg.beta
         builder, self.loss, self.reference_is_parent = OBJECTIVES[self.name]
-        self.examples = builder or partial(sft_examples, top_q=float(cfg.get("top_q", 0.25)))
+        self.examples = builder or partial(sft_examples, top_q=cfg.top_q)
         self.owner_of = owner_of
         self.scenario_ids = scenario_ids
         self.trainer = trainer
-        self.buffer = ExperienceBuffer(int(cfg.get("window") or self.every))
-        self.lineage = Lineage(run_dir / "adapters", cfg.get("keep"))
+        self.buffer = ExperienceBuffer(cfg.window or self.every)
+        self.lineage = Lineage(run_dir / "adapters", cfg.keep)
 
     def after_round(self, played: PlayedRound) -> Learned:
         """Keep the round's experience; on schedule, train and hand out new versions."""
@@ -158,28 +154,9 @@ class Evolution:
             self.trainer.load(self.adapters_in_use())
 
 
-def check_settings(cfg: Mapping) -> None:
-    """Every value of an evolution config that needs no model, each named in its error."""
-    integer(cfg["every"], "evolution.every", minimum=0)
-    if cfg["name"] not in OBJECTIVES:
-        raise InputError(f"evolution.name: {cfg['name']!r}; expected none, pg, dpo or sft")
-    if cfg.get("sharing", "per_agent") not in SHARING:
-        raise InputError(f"evolution.sharing: {cfg['sharing']!r}; expected one of {SHARING}")
-    number(cfg["lr"], "evolution.lr", above=True)
-    integer(cfg["steps"], "evolution.steps")
-    integer(cfg["batch_size"], "evolution.batch_size")
-    number(cfg.get("beta", 0.0), "evolution.beta")
-    number(cfg.get("top_q", 0.25), "evolution.top_q", high=1.0, above=True)
-    for key in ("window", "keep"):  # null: the update interval / every version
-        if cfg.get(key) is not None:
-            integer(cfg[key], f"evolution.{key}")
-    integer(cfg["lora"]["r"], "evolution.lora.r")
-    integer(cfg["lora"]["alpha"], "evolution.lora.alpha")
-
-
-def check_target_modules(cfg: Mapping, module_names: set[str]) -> None:
-    missing = [m for m in cfg["lora"]["target_modules"] if m not in module_names]
-    if missing or not cfg["lora"]["target_modules"]:
+def check_target_modules(cfg: UpdatesConfig, module_names: set[str]) -> None:
+    missing = [m for m in cfg.lora.target_modules if m not in module_names]
+    if missing or not cfg.lora.target_modules:
         raise InputError(
             f"evolution.lora.target_modules: {missing or '[]'} not in the model "
             "(expected names of its linear layers, e.g. q_proj, v_proj)"
@@ -187,24 +164,16 @@ def check_target_modules(cfg: Mapping, module_names: set[str]) -> None:
 
 
 def make_evolution(
-    cfg: Mapping, backend, env: Environment, graph: nx.Graph, run_dir: Path, seed: int
-) -> Evolution | None:
-    """The configured evolution, or None for in-context evolution only (every=0)."""
-    every = cfg.get("every", 0)
-    if cfg.get("name", "none") == "none" or not every:
-        return None
-    check_settings(cfg)
+    cfg: UpdatesConfig, backend, env: Environment, graph: nx.Graph, run_dir: Path, seed: int
+) -> Evolution:
+    """The configured evolution (cfg.evolving), training the backend's own model."""
     scorer = backend.trainable()
     if scorer is None:
         raise InputError(
-            f"evolution.name={cfg['name']}: LoRA updates train the backend's own model; "
+            f"evolution.name={cfg.name}: LoRA updates train the backend's own model; "
             "use backend=organism, hf or vllm"
         )
     check_target_modules(cfg, scorer.module_names())
-    trainer = LoraTrainer(
-        scorer, cfg["lora"], float(cfg["lr"]), int(cfg["steps"]), int(cfg["batch_size"]), seed
-    )
-    owner_of = owners(
-        cfg.get("sharing", "per_agent"), cfg.get("groups", "env"), env.group, graph, seed
-    )
+    trainer = LoraTrainer(scorer, cfg.lora, cfg.lr, cfg.steps, cfg.batch_size, seed)
+    owner_of = owners(cfg.sharing, cfg.groups, env.group, graph, seed)
     return Evolution(cfg, trainer, owner_of, [s.id for s in env.scenarios], run_dir)

@@ -31,6 +31,7 @@ from agents.backends.batching import within_memory
 from agents.backends.label_scorer import LabelScorer
 from agents.evolution.data import Example
 from agents.evolution.lineage import Version
+from agents.evolution.settings import LoraSettings
 
 Objective = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
@@ -43,14 +44,20 @@ class LoraTrainer:
     """Adds, trains and saves adapter versions in a model's adapter table."""
 
     def __init__(
-        self, scorer: LabelScorer, lora: dict, lr: float, steps: int, batch_size: int, seed: int
+        self,
+        scorer: LabelScorer,
+        lora: LoraSettings,
+        lr: float,
+        steps: int,
+        batch_size: int,
+        seed: int,
     ):
         self.scorer = scorer
         self.adapters = scorer.adapters
         self.config = LoraConfig(
-            r=int(lora["r"]),
-            lora_alpha=int(lora["alpha"]),
-            target_modules=list(lora["target_modules"]),
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            target_modules=list(lora.target_modules),
             lora_dropout=0.0,
             bias="none",
             task_type="CAUSAL_LM",

@@ -3,13 +3,14 @@ format, the agent's prompt as the question and its answer as the answer to corre
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from agents.backends import Backend, make_backend
 from agents.decision import Decision, DecisionRequest
 from agents.guard.base import Guard, Review, reviewed
+from agents.guard.settings import ModelGuardConfig
 
 # Aligner's (arXiv 2402.02416) prompt for its correction model.
 TEMPLATE = (
@@ -79,5 +80,6 @@ def p_correct(request: DecisionRequest, proposed: Decision, answer: Decision) ->
     return answer.p_violate if violated else 1.0 - answer.p_violate
 
 
-def model_guard(cfg: Mapping, position, feedback, rng: np.random.Generator) -> ModelGuard:
-    return ModelGuard(position, feedback, rng, make_backend(dict(cfg["backend"]), rng), cfg["mode"])
+def model_guard(cfg: ModelGuardConfig, rng: np.random.Generator) -> ModelGuard:
+    backend = make_backend(dict(cfg.backend), rng)
+    return ModelGuard(cfg.position, cfg.feedback, rng, backend, cfg.mode)

@@ -8,6 +8,7 @@ import numpy as np
 
 from agents.decision import Decision, DecisionRequest
 from agents.guard.base import Guard, Review, reviewed
+from agents.guard.settings import CalibratedConfig
 from agents.parsing import decision_json
 
 
@@ -38,7 +39,5 @@ class CalibratedGuard(Guard):
         return reviews
 
 
-def calibrated_guard(cfg, position, feedback, rng: np.random.Generator) -> CalibratedGuard:
-    return CalibratedGuard(
-        position, feedback, rng, float(cfg["catch_rate"]), float(cfg["false_edit_rate"])
-    )
+def calibrated_guard(cfg: CalibratedConfig, rng: np.random.Generator) -> CalibratedGuard:
+    return CalibratedGuard(cfg.position, cfg.feedback, rng, cfg.catch_rate, cfg.false_edit_rate)

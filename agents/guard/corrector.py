@@ -21,7 +21,7 @@ import numpy as np
 from agents.decision import Decision, DecisionRequest
 from agents.guard.aligner import TEMPLATE, question
 from agents.parsing import decision_json
-from envs.errors import InputError, integer, number
+from envs.errors import InputError
 
 FIELDS = ("question", "answer", "correction")
 Pair = tuple[DecisionRequest, Decision]
@@ -104,21 +104,6 @@ def examples(tokenizer, triplets: Sequence[Mapping]) -> list:
             )
         out.append(Example(list(enc["input_ids"]), list(enc["assistant_masks"])))
     return out
-
-
-def check_corrector(cfg: Mapping) -> None:
-    """guard.corrector's settings, before the simulator plays or anything trains."""
-    field = "guard.corrector"
-    integer(cfg["seed"], f"{field}.seed", minimum=0)
-    data = cfg["data"]
-    for key in ("scenarios", "rounds", "held_out_scenarios"):
-        integer(data[key], f"{field}.data.{key}")
-    number(data["identity_share"], f"{field}.data.identity_share", below=True, high=1.0)
-    train = cfg["train"]
-    for key in ("warmup_epochs", "epochs"):
-        number(train[key], f"{field}.train.{key}")
-    number(train["lr"], f"{field}.train.lr", above=True)
-    integer(train["batch_tokens"], f"{field}.train.batch_tokens")
 
 
 def train(model, tokenizer, triplets: Sequence[Mapping], cfg: Mapping) -> dict:
