@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from agents.backends.base import MODES
+from agents.backends.settings import BackendConfig, backend_config
 from agents.evolution.settings import EvolutionConfig, evolution_config
 from agents.guard.settings import GuardConfig, guard_config
 from agents.prompts import PEER_VIEWS
@@ -332,6 +333,7 @@ class Config:
     reference: ReferenceConfig
     evolution: EvolutionConfig
     guard: GuardConfig
+    backend: BackendConfig
 
 
 def checked(cfg: Mapping) -> Config:
@@ -350,6 +352,7 @@ def checked(cfg: Mapping) -> Config:
         reference=ReferenceConfig.of(cfg["reference"]),
         evolution=evolution_config(cfg["evolution"]),
         guard=guard_config(cfg["guard"]),
+        backend=backend_config(cfg["backend"]),
     )
     if cfg.get("elasticity"):
         from sim.elasticity import check_settings

@@ -17,11 +17,10 @@ import polars as pl
 import pytest
 
 from agents.backends import make_backend
-from agents.backends.imitation import Fermi, ImitateBest, LinearThreshold
 from agents.decision import DecisionRequest, Experience, PeerAction
 from envs.base import Choices
 from envs.errors import InputError
-from tests.helpers import DOMINANT, build, config, play, sim_run
+from tests.helpers import DOMINANT, build, conf_yaml, config, play, sim_run
 
 CHOICES = Choices(comply="C", violate="V")
 LT = {
@@ -89,6 +88,12 @@ def own(violated: bool, reward: float) -> Experience:
     return Experience(0, "q", "a", "V" if violated else "C", violated, reward, "f")
 
 
+def rule_backend(name: str, rng=None, **values):
+    """The scripted rule conf/backend/NAME.yaml describes, with these values over its own."""
+    cfg = {**conf_yaml(f"backend/{name}"), **values}
+    return make_backend(cfg, rng if rng is not None else np.random.default_rng(0))
+
+
 def peer(agent: int, violated: bool | None, reward: float) -> PeerAction:
     label = {True: "V", False: "C", None: None}[violated]
     return PeerAction(agent, label, violated, reward, "")
@@ -96,7 +101,7 @@ def peer(agent: int, violated: bool | None, reward: float) -> PeerAction:
 
 def test_fermi_probability_by_hand():
     rng = np.random.default_rng(0)
-    rule = Fermi(rng, beta=2.0, p0=0.25)
+    rule = rule_backend("fermi", rng, beta=2.0, p0=0.25)
     assert rule.p_violate([request()])[0] == 0.25  # no round behind it: p0
     r = request([own(False, 1.0)], [peer(1, True, 2.0), peer(2, False, 0.0), peer(3, None, 9)])
     copy_1 = 1 / (1 + math.exp(-2.0 * (2.0 - 1.0)))
@@ -106,7 +111,7 @@ def test_fermi_probability_by_hand():
 
 
 def test_imitate_best_by_hand():
-    rule = ImitateBest(np.random.default_rng(0))
+    rule = rule_backend("imitate_best", np.random.default_rng(0))
     better = [peer(1, True, 3.0), peer(2, False, 3.0), peer(3, True, 1.0)]
     assert rule.p_violate([request([own(False, 2.0)], better)])[0] == 0.5  # tie: coin
     assert rule.p_violate([request([own(False, 3.0)], better)])[0] == 0.0  # among the best
@@ -114,13 +119,13 @@ def test_imitate_best_by_hand():
 
 
 def test_linear_threshold_by_hand_and_per_agent_thresholds():
-    rule = LinearThreshold(np.random.default_rng(0), threshold=0.5, progressive=False)
+    rule = rule_backend("linear_threshold", threshold=0.5, progressive=False)
     half = [peer(1, True, 0.0), peer(2, False, 0.0)]
     assert rule.p_violate([request([own(False, 0)], half)])[0] == 1.0  # 1/2 >= 0.5
     assert rule.p_violate([request([own(True, 0)], half[1:])])[0] == 0.0  # not progressive
-    sticky = LinearThreshold(np.random.default_rng(0), threshold=0.5, progressive=True)
+    sticky = rule_backend("linear_threshold", threshold=0.5, progressive=True)
     assert sticky.p_violate([request([own(True, 0)], half[1:])])[0] == 1.0
-    spread = LinearThreshold(np.random.default_rng(0), 0.3, "uniform", spread=0.1)
+    spread = rule_backend("linear_threshold", threshold=0.3, distribution="uniform", spread=0.1)
     spread.p_violate([request(agent=999)])
     assert len(spread.phi) == 1000 and 0.2 <= spread.phi.min() < spread.phi.max() <= 0.4
     phi = spread.phi.copy()
@@ -131,8 +136,8 @@ def test_linear_threshold_by_hand_and_per_agent_thresholds():
 @pytest.mark.parametrize(
     ("cfg", "field"),
     [
-        ({"name": "fermi", "beta": -1, "p0": 0.0}, "backend.beta"),
-        ({"name": "imitate_best", "p0": 1.5}, "backend.p0"),
+        ({**conf_yaml("backend/fermi"), "beta": -1}, "backend.beta"),
+        ({**conf_yaml("backend/imitate_best"), "p0": 1.5}, "backend.p0"),
         ({**LT, "distribution": "pareto"}, "backend.distribution"),
         ({**LT, "threshold": 2}, "backend.threshold"),
     ],

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from agents.backends.base import MODES, Backend
 from agents.backends.imitation import Fermi, ImitateBest, LinearThreshold
 from agents.backends.scripted import FixedRate, RewardFollowing
+from agents.backends.settings import backend_config
 from envs.errors import InputError
 
 Factory = Callable[[dict, np.random.Generator], Backend]
@@ -48,21 +49,14 @@ def organism(cfg: dict, rng: np.random.Generator) -> Backend:
     return organism_backend(cfg, rng)
 
 
-BACKENDS: dict[str, Factory] = {
-    "fixed": lambda cfg, rng: FixedRate(rng, p_violate=cfg["p_violate"]),
-    "fermi": lambda cfg, rng: Fermi(rng, beta=cfg["beta"], p0=cfg["p0"]),
-    "imitate_best": lambda cfg, rng: ImitateBest(rng, p0=cfg["p0"]),
-    "linear_threshold": lambda cfg, rng: LinearThreshold(
-        rng,
-        threshold=cfg["threshold"],
-        distribution=cfg["distribution"],
-        spread=cfg["spread"],
-        progressive=cfg["progressive"],
-        p0=cfg["p0"],
-    ),
-    "reward_following": lambda cfg, rng: RewardFollowing(
-        rng, p0=cfg["p0"], sensitivity=cfg["sensitivity"], imitation=cfg.get("imitation", 0.0)
-    ),
+RULES = {
+    "fixed": FixedRate,
+    "fermi": Fermi,
+    "imitate_best": ImitateBest,
+    "linear_threshold": LinearThreshold,
+    "reward_following": RewardFollowing,
+}
+MODELS: dict[str, Factory] = {
     "openai": openai_server,
     "vllm": vllm_engine,
     "hf": hf_model,
@@ -70,14 +64,13 @@ BACKENDS: dict[str, Factory] = {
 }
 
 
-def make_backend(cfg: dict, rng: np.random.Generator) -> Backend:
-    """The backend named by `cfg["name"]`, configured from the rest of `cfg`."""
-    name = cfg.get("name")
-    if name not in BACKENDS:
-        raise InputError(
-            f"backend.name: unknown backend {name!r}; expected one of {', '.join(BACKENDS)}"
-        )
-    return BACKENDS[name](cfg, rng)
+def make_backend(cfg: Mapping, rng: np.random.Generator) -> Backend:
+    """The backend named by `cfg["name"]`: a scripted rule from its typed settings, a
+    model backend from the rest of `cfg`."""
+    settings = backend_config(cfg)
+    if settings.name in RULES:
+        return RULES[settings.name](rng, settings)
+    return MODELS[settings.name](cfg, rng)
 
 
-__all__ = ["BACKENDS", "MODES", "Backend", "make_backend"]
+__all__ = ["MODES", "Backend", "make_backend"]

@@ -14,10 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from agents.backends.scripted import ScriptedBackend
+from agents.backends.settings import FermiConfig, ImitationConfig, LinearThresholdConfig
 from agents.decision import DecisionRequest, Experience, PeerAction
-from envs.errors import InputError, number
-
-DISTRIBUTIONS = ("constant", "uniform", "normal")
 
 
 def _last(history: Sequence[Experience]) -> Experience | None:
@@ -34,9 +32,9 @@ class ImitationRule(ScriptedBackend):
 
     needs_history = True
 
-    def __init__(self, rng: np.random.Generator, p0: float = 0.0):
+    def __init__(self, rng: np.random.Generator, cfg: ImitationConfig):
         super().__init__(rng)
-        self.p0 = number(p0, "backend.p0", high=1.0)
+        self.p0 = cfg.p0
 
     def p_violate(self, requests: Sequence[DecisionRequest]) -> np.ndarray:
         return np.fromiter(map(self._p, requests), float, len(requests))
@@ -57,9 +55,9 @@ class Fermi(ImitationRule):
     the averaged probability, which is what is recorded as p_violate.
     """
 
-    def __init__(self, rng: np.random.Generator, beta: float, p0: float = 0.0):
-        super().__init__(rng, p0)
-        self.beta = number(beta, "backend.beta")
+    def __init__(self, rng: np.random.Generator, cfg: FermiConfig):
+        super().__init__(rng, cfg)
+        self.beta = cfg.beta
 
     def rule(self, request: DecisionRequest, own: Experience) -> float:
         peers = _valid(request.peers)
@@ -94,24 +92,10 @@ class LinearThreshold(ImitationRule):
     threshold +- spread, or normal(threshold, spread), clipped to [0, 1].
     """
 
-    def __init__(
-        self,
-        rng: np.random.Generator,
-        threshold: float,
-        distribution: str = "constant",
-        spread: float = 0.0,
-        progressive: bool = True,
-        p0: float = 0.0,
-    ):
-        super().__init__(rng, p0)
-        if distribution not in DISTRIBUTIONS:
-            raise InputError(
-                f"backend.distribution: {distribution!r}; expected one of {DISTRIBUTIONS}"
-            )
-        self.threshold = number(threshold, "backend.threshold", high=1.0)
-        self.spread = number(spread, "backend.spread", high=1.0)
-        self.distribution = distribution
-        self.progressive = bool(progressive)
+    def __init__(self, rng: np.random.Generator, cfg: LinearThresholdConfig):
+        super().__init__(rng, cfg)
+        self.threshold, self.spread = cfg.threshold, cfg.spread
+        self.distribution, self.progressive = cfg.distribution, cfg.progressive
         self.phi = np.empty(0)  # per agent id, drawn on first sight
 
     def p_violate(self, requests: Sequence[DecisionRequest]) -> np.ndarray:

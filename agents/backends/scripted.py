@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from agents.backends.base import Backend
+from agents.backends.settings import FixedConfig, RewardFollowingConfig
 from agents.decision import Decision, DecisionRequest
-from envs.errors import number
 
 
 class ScriptedBackend(Backend):
@@ -38,9 +38,9 @@ class ScriptedBackend(Backend):
 class FixedRate(ScriptedBackend):
     """Every agent violates with the same fixed probability, whatever happened."""
 
-    def __init__(self, rng: np.random.Generator, p_violate: float):
+    def __init__(self, rng: np.random.Generator, cfg: FixedConfig):
         super().__init__(rng)
-        self.p = number(p_violate, "backend.p_violate", high=1.0, above=True, below=True)
+        self.p = cfg.p_violate
 
     def p_violate(self, requests: Sequence[DecisionRequest]) -> np.ndarray:
         return np.full(len(requests), self.p)
@@ -55,14 +55,11 @@ class RewardFollowing(ScriptedBackend):
     (b when there are none, so an agent without violating experience stays at p0).
     """
 
-    def __init__(
-        self, rng: np.random.Generator, p0: float, sensitivity: float, imitation: float = 0.0
-    ):
+    def __init__(self, rng: np.random.Generator, cfg: RewardFollowingConfig):
         super().__init__(rng)
-        p0 = number(p0, "backend.p0", high=1.0, above=True, below=True)
-        self.logit0 = float(np.log(p0 / (1 - p0)))
-        self.sensitivity = number(sensitivity, "backend.sensitivity", -np.inf)
-        self.imitation = number(imitation, "backend.imitation")
+        self.logit0 = float(np.log(cfg.p0 / (1 - cfg.p0)))
+        self.sensitivity = cfg.sensitivity
+        self.imitation = cfg.imitation
 
     def p_violate(self, requests: Sequence[DecisionRequest]) -> np.ndarray:
         return np.array([self._p(r) for r in requests])

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from agents.backends.settings import NAMES
 from agents.guard.base import FEEDBACK, POSITIONS
 from envs.errors import InputError, Section, integer, number
 
@@ -62,13 +63,11 @@ class ModelGuardConfig(PlacedGuard):
 
     def __post_init__(self):
         super().__post_init__()
-        from agents.backends import BACKENDS
-
         backend = self.backend
-        if not isinstance(backend, Mapping) or backend.get("name") not in BACKENDS:
+        if not isinstance(backend, Mapping) or backend.get("name") not in NAMES:
             got = backend.get("name") if isinstance(backend, Mapping) else backend
             raise InputError(
-                f"guard.backend.name: {got!r}; expected one of {', '.join(BACKENDS)} "
+                f"guard.backend.name: {got!r}; expected one of {', '.join(NAMES)} "
                 "(e.g. guard/backend=hf guard.backend.model.path=DIR)"
             )
         if self.mode not in ("score", "generate"):
