@@ -354,8 +354,8 @@ def checked(cfg: Mapping) -> Config:
         guard=guard_config(cfg["guard"]),
         backend=backend_config(cfg["backend"]),
     )
-    if cfg.get("elasticity"):
-        from sim.elasticity import check_settings
+    if cfg.get("elasticity"):  # experiment=elasticity's own section
+        from sim.elasticity import elasticity_config
 
-        check_settings(cfg)
+        elasticity_config(cfg)
     return config

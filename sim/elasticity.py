@@ -24,11 +24,12 @@ import json
 import shutil
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from envs.errors import InputError, integer, listed, number
+from envs.errors import InputError, Section, integer, listed, number
 
 PHASES = (  # name, what it starts from, target answer, whether it is `align`'s recipe and dose
     ("align", "base", "comply", True),
@@ -53,12 +54,46 @@ STEPS = pl.Schema(
 )
 
 
-def check_settings(cfg: Mapping) -> None:
-    """elasticity.* and the backend it needs, before anything loads."""
-    from agents.alignment.data import split
-    from agents.alignment.trainers import check_recipe
+@dataclass(frozen=True)
+class ElasticityConfig(Section):
+    """elasticity.*; recipe and data stay the mappings conf/align/ and conf/align_data/
+    write, as agents/alignment reads them (and hashes them into its checkpoints' keys)."""
 
-    el = cfg["elasticity"]
+    FIELD = "elasticity"
+    doses: list[int]
+    seeds: list[int]
+    tip_steps: int
+    epsilon: float
+    drift_rounds: int
+    recipe: Mapping
+    data: Mapping
+
+    def __post_init__(self):
+        from agents.alignment.data import split
+        from agents.alignment.trainers import check_recipe
+
+        for dose in listed(self.doses, "elasticity.doses"):
+            integer(dose, "elasticity.doses")
+        for seed in listed(self.seeds, "elasticity.seeds"):
+            integer(seed, "elasticity.seeds", minimum=0)
+        if not self.doses or not self.seeds:
+            raise InputError("elasticity.doses, elasticity.seeds: at least one each")
+        integer(self.tip_steps, "elasticity.tip_steps")
+        number(self.epsilon, "elasticity.epsilon", above=True)
+        integer(self.drift_rounds, "elasticity.drift_rounds")
+        try:
+            check_recipe(self.recipe)
+        except InputError as e:  # named as this experiment's fields
+            raise InputError(str(e).replace("align.", "elasticity.recipe.", 1)) from None
+        try:
+            split(self.data, 0)
+        except InputError as e:
+            raise InputError(str(e).replace("data.", "elasticity.data.", 1)) from None
+
+
+def elasticity_config(cfg: Mapping) -> ElasticityConfig:
+    """experiment=elasticity's settings, and the backend and probes it needs, checked
+    before anything loads."""
     if cfg["backend"]["name"] not in ("organism", "hf"):
         raise InputError(
             f"backend={cfg['backend']['name']}: experiment=elasticity fine-tunes the model, "
@@ -71,24 +106,8 @@ def check_settings(cfg: Mapping) -> None:
             check_base((cfg["backend"].get("model") or {}).get("path") or "")
         except InputError as e:
             raise InputError(str(e).replace("base:", "backend.model.path:", 1)) from None
-    for dose in listed(el["doses"], "elasticity.doses"):
-        integer(dose, "elasticity.doses")
-    for seed in listed(el["seeds"], "elasticity.seeds"):
-        integer(seed, "elasticity.seeds", minimum=0)
-    if not el["doses"] or not el["seeds"]:
-        raise InputError("elasticity.doses, elasticity.seeds: at least one each")
-    integer(el["tip_steps"], "elasticity.tip_steps")
-    number(el["epsilon"], "elasticity.epsilon", above=True)
-    integer(el["drift_rounds"], "elasticity.drift_rounds")
     integer(cfg["reference"]["probes"], "reference.probes")
-    try:
-        check_recipe(el["recipe"])
-    except InputError as e:  # named as this experiment's fields
-        raise InputError(str(e).replace("align.", "elasticity.recipe.", 1)) from None
-    try:
-        split(el["data"], 0)
-    except InputError as e:
-        raise InputError(str(e).replace("data.", "elasticity.data.", 1)) from None
+    return ElasticityConfig.of(cfg["elasticity"])
 
 
 def base_path(backend: Mapping) -> Path:
@@ -112,22 +131,21 @@ def probe_requests(data: Mapping, n: int) -> list:
 
 def run_elasticity(cfg: Mapping, run_dir: Path) -> pl.DataFrame:
     """Play the experiment into run_dir; returns the per-step rows (elasticity.parquet)."""
-    check_settings(cfg)
-    el = cfg["elasticity"]
+    el = elasticity_config(cfg)
     base = base_path(cfg["backend"])
-    probes = probe_requests(el["data"], cfg["reference"]["probes"])
+    probes = probe_requests(el.data, cfg["reference"]["probes"])
     device = (cfg["backend"].get("model") or {}).get("device", "auto")
     base_logp = checkpoint_logprobs(base, probes, device)
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in el.items() if k not in ("recipe", "data")}
+    settings = {k: v for k, v in cfg["elasticity"].items() if k not in ("recipe", "data")}
     (run_dir / "elasticity.json").write_text(json.dumps({**settings, "base": str(base)}))
     frames = []
-    for seed in el["seeds"]:
-        for dose in el["doses"]:
+    for seed in el.seeds:
+        for dose in el.doses:
             work = run_dir / "checkpoints" / f"dose{dose}-seed{seed}"
             phases = fine_tunings(el, base, probes, dose, seed, work, device)
             frames.append(step_rows(phases, base_logp, seed, dose))
-            drift(cfg, work / "align", base, run_dir / "drift" / f"dose{dose}-seed{seed}", seed)
+            drift(cfg, el, work / "align", base, run_dir / "drift" / f"dose{dose}-seed{seed}", seed)
             shutil.rmtree(work)
             rows = pl.concat(frames)
             rows.write_parquet(run_dir / "elasticity.parquet")
@@ -137,21 +155,21 @@ def run_elasticity(cfg: Mapping, run_dir: Path) -> pl.DataFrame:
 
 
 def fine_tunings(
-    el: Mapping, base: Path, probes, dose: int, seed: int, work: Path, device: str
+    el: ElasticityConfig, base: Path, probes, dose: int, seed: int, work: Path, device: str
 ) -> dict:
     """The four phases' probe scores per step and losses, each from the previous checkpoint."""
     from agents.alignment import align
     from agents.reference import StepProbes
 
-    recipe = el["recipe"]
+    recipe = el.recipe
     tip_recipe = {**recipe, "epochs": 1.0}
-    tip_dose = el["tip_steps"] * recipe["batch_size"]
+    tip_dose = el.tip_steps * recipe["batch_size"]
     done: dict[str, dict] = {}
     for name, start, target, aligning in PHASES:
         probe = StepProbes(probes)
         align(
             recipe if aligning else tip_recipe,
-            {**el["data"], "dose": dose if aligning else tip_dose, "target": target},
+            {**el.data, "dose": dose if aligning else tip_dose, "target": target},
             base if start == "base" else work / start,
             work / name,
             seed=seed,
@@ -197,14 +215,16 @@ def checkpoint_logprobs(path: Path, probes, device: str):
     return probe_logprobs(LabelScorer(AdapterTable(model), tokenizer), probes, [None] * len(probes))
 
 
-def drift(cfg: Mapping, aligned: Path, base: Path, run_dir: Path, seed: int) -> None:
+def drift(
+    cfg: Mapping, el: ElasticityConfig, aligned: Path, base: Path, run_dir: Path, seed: int
+) -> None:
     """The aligned model in the simulator under temptation, evolving by cfg's evolution
     (pg): a run of its own (records, references.parquet against the base and itself)."""
     from sim.run import run_experiment
 
     model = {**(cfg["backend"].get("model") or {}), "path": str(aligned)}
     backend = {**cfg["backend"], "name": "hf", "model": model}
-    run = {**cfg["run"], "rounds": cfg["elasticity"]["drift_rounds"], "progress": False}
+    run = {**cfg["run"], "rounds": el.drift_rounds, "progress": False}
     run_experiment(
         {
             **{k: v for k, v in cfg.items() if k != "elasticity"},
