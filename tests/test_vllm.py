@@ -6,8 +6,7 @@ The engine must score as backend=hf does (same prompts, same tokens, float32 wit
 1e-3) for the base model and for agents on different LoRA versions in one batch,
 sample reproducibly, take new adapter versions between rounds, evolve (pg, dpo, sft) as
 backend=hf does, serve backend=openai as `vllm serve`, and fail in one line.
-vLLM's CPU attention needs a head size of at least 32: the tests use the organism when
-its head is that wide, otherwise a small Llama with the organism's kind of tokenizer.
+They run on the organism (its heads are 32 wide, the least vLLM's CPU attention runs).
 """
 
 import importlib.util
@@ -55,31 +54,12 @@ def test_a_missing_model_is_one_line_before_vllm_loads(tmp_path):
     ]
 
 
-def small_llama(out):
-    """A 2-layer Llama with head size 32 and a BPE tokenizer trained on the test scenarios
-    (the organism's tokenizer and chat template), random weights, saved as a checkpoint."""
-    from agents.organism.build import llama, save_tokenizer
-    from agents.organism.tokenizer import train_tokenizer
-
-    texts = [m["content"] for r in requests() for m in r.messages]
-    texts += [
-        f'{{"choice": "{c}"}}' for r in requests() for c in (r.choices.comply, r.choices.violate)
-    ]
-    tokenizer = train_tokenizer(texts * 3, vocab_size=1000, max_token_length=16)
-    torch.manual_seed(0)
-    arch = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
-    arch |= {"num_attention_heads": 2, "max_position_embeddings": 4096}
-    llama(arch, tokenizer).save_pretrained(out)
-    save_tokenizer(tokenizer, out)
-    return out
-
-
 @pytest.fixture(scope="module")
-def checkpoint(request, organism_config, tmp_path_factory):
+def checkpoint(organism_path, organism_config):
+    """The organism itself: its heads are the 32 wide that vLLM's CPU attention needs."""
     arch = organism_config["organism"]["architecture"]
-    if arch["hidden_size"] // arch["num_attention_heads"] >= 32:
-        return request.getfixturevalue("organism_path")
-    return small_llama(tmp_path_factory.mktemp("llama"))
+    assert arch["hidden_size"] // arch["num_attention_heads"] >= 32
+    return organism_path
 
 
 def random_lora(checkpoint, out, seed: int, rank: int = 8):
@@ -211,10 +191,11 @@ def test_evolution_next_to_the_engine_follows_the_trajectory_hf_follows(
     objective, checkpoint, tmp_path
 ):
     """LoRA updates every round (one population adapter): vLLM decides with each new
-    version from the next round, and p_violate round by round is backend=hf's."""
+    version from the next round, and p_violate round by round is backend=hf's. Eight
+    agents, so that some violate and every objective has data to update on."""
     args = ["experiment=atp_sa", "env.professions=[delivery_courier,loan_officer]"]
-    args += ["env.payoffs=[[1,2]]", "run.rounds=4", "decide.mode=score", *QUIET]
-    args += [f"evolution={objective}", "evolution.every=1", "evolution.sharing=shared"]
+    args += ["env.payoffs=[[1,2]]", "env.replicates=4", "run.rounds=4", "decide.mode=score"]
+    args += [f"evolution={objective}", "evolution.every=1", "evolution.sharing=shared", *QUIET]
     vllm_out = sim_run(
         *args,
         "backend=vllm",
@@ -236,6 +217,7 @@ def test_evolution_next_to_the_engine_follows_the_trajectory_hf_follows(
     assert got["adapter"].to_list() == want["adapter"].to_list()
     assert got["p_violate"].to_list() == pytest.approx(want["p_violate"].to_list(), abs=1e-3)
     trained = pl.read_parquet(tmp_path / "vllm" / "updates.parquet")["name"].to_list()
+    assert len(trained) >= 2
     assert trained == pl.read_parquet(tmp_path / "hf" / "updates.parquet")["name"].to_list()
     used = set(got["adapter"].drop_nulls())
     assert used and used <= set(trained)  # rounds after an update ran on its version
