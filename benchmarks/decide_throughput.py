@@ -24,26 +24,22 @@ from pathlib import Path
 from time import perf_counter
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from agents.backends import make_backend
 from agents.decision import DecisionRequest
 from agents.organism.corpus import episodes
 from agents.organism.prior import BehaviouralPrior
 from envs.errors import InputError
-
-BACKENDS = Path(__file__).resolve().parents[1] / "conf" / "backend"
+from sim.build import compose
 
 
 def backend_config(model: Path | None, device: str | None) -> dict:
     """The organism's settings, or backend=hf's serving the checkpoint `model`; on `device`."""
-    cfg = OmegaConf.load(BACKENDS / ("hf.yaml" if model else "organism.yaml"))
-    cfg = OmegaConf.to_container(cfg, resolve=True)
-    if model:
-        cfg["model"]["path"] = str(model)
+    changed = {"model": {"path": str(model)}} if model else {"model": {}}
     if device:
-        cfg["model"]["device"] = device
-    return cfg
+        changed["model"]["device"] = device
+    cfg = compose([f"backend={'hf' if model else 'organism'}"], {"backend": changed})
+    return cfg["backend"]
 
 
 def round_requests(cfg: dict, n: int, history: int) -> list[DecisionRequest]:

@@ -33,6 +33,7 @@ from agents.backends import make_backend
 from agents.backends.hf import HFBackend
 from agents.backends.loading import load_checkpoint
 from envs.errors import InputError
+from sim.build import compose
 
 
 def lora_versions(model: Path, out: Path, k: int) -> dict[str, Path]:
@@ -56,23 +57,22 @@ def lora_versions(model: Path, out: Path, k: int) -> dict[str, Path]:
 
 
 def vllm_config(model: Path, device: str, adapters: int) -> dict:
+    """conf/backend/vllm.yaml sized for `device` and `adapters`, never asleep (the
+    engine is timed alone)."""
     cpu = device == "cpu"
-    return {
-        "name": "vllm",
+    changed = {
         "model": str(model),
-        "seed": 0,
         "dtype": "float32" if cpu else "auto",
         "gpu_memory_utilization": 0.1 if cpu else 0.5,
         "max_model_len": 4096,
         "enforce_eager": cpu,
-        "enable_prefix_caching": True,
-        "enable_lora": True,
         "max_loras": min(adapters, 16) + 1,
         "max_lora_rank": 8,
         "max_cpu_loras": adapters + 1,
-        "generate": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 16},
-        "chat_template_kwargs": {},
+        "enable_sleep_mode": False,
+        "generate": {"max_new_tokens": 16},
     }
+    return compose(["backend=vllm"], {"backend": changed})["backend"]
 
 
 def best_seconds(backend, mode: str, requests, repeats: int) -> float:

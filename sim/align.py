@@ -33,16 +33,16 @@ def check(cfg: Mapping) -> None:
     """The checks that need no model, on a composed config (every sweep value)."""
     from agents.alignment.aligned import check_base
     from agents.alignment.data import check_target, split
-    from agents.alignment.trainers import check_recipe
+    from agents.alignment.settings import AlignData, recipe_config
     from envs.errors import integer
 
-    check_recipe(cfg["align"])
+    recipe_config(cfg["align"])
     integer(cfg["seed"], "seed", minimum=0)
-    integer(cfg["data"]["dose"], "data.dose")
+    data = AlignData.of(cfg["data"])
     check_target(cfg["data"].get("target", "comply"))
     if cfg["base"] != "organism":
         check_base(cfg["base"])
-    split(cfg["data"], cfg["seed"])
+    split(data, cfg["seed"])
 
 
 def base_path(cfg: Mapping) -> Path:
@@ -52,7 +52,7 @@ def base_path(cfg: Mapping) -> Path:
     from agents.backends.organism import cache_root
 
     organism = organism_settings()
-    return organism_base(organism["organism"], cache_root(organism))
+    return organism_base(organism["organism"], cache_root(organism["cache_dir"]))
 
 
 @hydra.main(config_path=str(CONF), config_name="alignment", version_base="1.3")

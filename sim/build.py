@@ -17,6 +17,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from agents.backends import Backend, make_backend
+from agents.backends.settings import backend_config
 from agents.guard import make_guard
 from envs import RolePlayEnv, ThresholdGameEnv, generator
 from envs.atp import load_ma_games, load_sa_questions
@@ -104,7 +105,7 @@ def policy_checkpoint(backend: Mapping) -> Path | None:
     if backend["name"] == "organism":
         from agents.backends.organism import organism_path
 
-        return organism_path(backend)
+        return organism_path(backend_config(backend))
     from agents.reference import checkpoint_path
 
     return checkpoint_path(backend)

@@ -27,8 +27,10 @@ from pathlib import Path
 from time import perf_counter
 
 import numpy as np
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from agents.backends.settings import backend_config
 from agents.decision import Decision, DecisionRequest
 from agents.guard.base import Guard, Review
 from agents.guard.corrector import (
@@ -47,6 +49,7 @@ VERSION = 2  # bump when the build changes what a config produces
 CARD = "corrector.json"
 DATA = "triplets.json"
 HELD_OUT = "held_out.json"
+BACKENDS = Path(__file__).resolve().parent.parent / "conf" / "backend"
 
 
 class Collector(Guard):
@@ -93,7 +96,7 @@ def base_path(backend: Mapping) -> Path:
     if backend["name"] == "organism":
         from agents.backends.organism import organism_path
 
-        return organism_path(backend)
+        return organism_path(backend_config(backend))
     return Path(backend["model"]["path"]).expanduser().resolve()
 
 
@@ -189,7 +192,7 @@ def measured(model, tokenizer, pairs: Sequence[Pair], cfg: CorrectorConfig) -> d
 
     violating, compliant = valid(pairs)
     scored = violating + compliant
-    settings = HFBackend.settings(cfg.backend)
+    settings = HFBackend.settings(backend_config(cfg.backend))
     backend = HFBackend(np.random.default_rng(0), model, tokenizer, **settings)
     guard = ModelGuard("execution", "executed", np.random.default_rng(0), backend, "score")
     reviews = guard.review([r for r, _ in scored], [d for _, d in scored])
@@ -210,14 +213,16 @@ def summary(card: Mapping) -> str:
 
 
 def served(cfg: GuardConfig, progress: bool = True) -> GuardConfig:
-    """guard=corrector as the model guard it is: guard.backend is then backend=hf at the
-    corrector's checkpoint (built first if needed); any other guard as it is."""
+    """guard=corrector as the model guard it is: guard.backend is then backend=hf
+    (conf/backend/hf.yaml) at the corrector's checkpoint (built first if needed), with
+    the settings the guard backend has of hf's; any other guard as it is."""
     if not isinstance(cfg, CorrectorConfig):
         return cfg
     path = corrector_dir(cfg, progress)
-    backend = cfg.backend
-    model = {**(backend.get("model") or {}), "path": str(path)}
-    return replace(cfg, backend={**backend, "name": "hf", "model": model})
+    hf = OmegaConf.to_container(OmegaConf.load(BACKENDS / "hf.yaml"))
+    own = {k: v for k, v in cfg.backend.items() if k in hf}
+    model = {**hf["model"], **cfg.backend["model"], "path": str(path)}
+    return replace(cfg, backend={**hf, **own, "name": "hf", "model": model})
 
 
 def main(argv: Sequence[str]) -> None:

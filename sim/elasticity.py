@@ -70,7 +70,7 @@ class ElasticityConfig(Section):
 
     def __post_init__(self):
         from agents.alignment.data import split
-        from agents.alignment.trainers import check_recipe
+        from agents.alignment.settings import AlignData, recipe_config
 
         for dose in listed(self.doses, "elasticity.doses"):
             integer(dose, "elasticity.doses")
@@ -82,11 +82,11 @@ class ElasticityConfig(Section):
         number(self.epsilon, "elasticity.epsilon", above=True)
         integer(self.drift_rounds, "elasticity.drift_rounds")
         try:
-            check_recipe(self.recipe)
+            recipe_config(self.recipe)
         except InputError as e:  # named as this experiment's fields
             raise InputError(str(e).replace("align.", "elasticity.recipe.", 1)) from None
         try:
-            split(self.data, 0)
+            split(AlignData.of(self.data), 0)
         except InputError as e:
             raise InputError(str(e).replace("data.", "elasticity.data.", 1)) from None
 
@@ -122,9 +122,10 @@ def base_path(backend: Mapping) -> Path:
 def probe_requests(data: Mapping, n: int) -> list:
     """n held-out first-round prompts of the alignment data, evenly spread."""
     from agents.alignment.data import split
+    from agents.alignment.settings import AlignData
     from agents.decision import DecisionRequest
 
-    held = split(data, 0)[1]
+    held = split(AlignData.of(data), 0)[1]
     chosen = held[:: max(1, len(held) // n)][:n]
     return [DecisionRequest(i, None, p.messages, p.choices) for i, p in enumerate(chosen)]
 

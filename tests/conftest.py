@@ -4,15 +4,14 @@
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-
-from tests.helpers import ROOT
 
 
-def backend_config(name: str) -> dict:
-    """conf/backend/<name>.yaml resolved, as the simulator hands it to the backend factory."""
-    cfg = OmegaConf.load(ROOT / "conf" / "backend" / f"{name}.yaml")
-    return OmegaConf.to_container(cfg, resolve=True)
+def backend_config(name: str, **changed) -> dict:
+    """conf/backend/<name>.yaml composed and resolved, as the simulator hands it to the
+    backend factory, with the `changed` settings (a nested mapping is merged key by key)."""
+    from sim.build import compose
+
+    return compose([f"backend={name}"], {"backend": changed})["backend"]
 
 
 @pytest.fixture(scope="session")

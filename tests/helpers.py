@@ -241,11 +241,12 @@ def tiny_llama(path: Path) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from agents.alignment.data import environments, opening_prompts
+    from agents.alignment.settings import AlignData
 
     data = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/align_data/generator.yaml"))
     texts = [
         m["content"]
-        for env in environments(data, 0)
+        for env in environments(AlignData.of(data), 0)
         for p in opening_prompts(env)
         for m in p.messages
     ] + ['{"choice": "x"}']

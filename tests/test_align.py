@@ -12,9 +12,11 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import backend_config
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents.alignment.data import Prompt, atp_reward, dosed, split
+from agents.alignment.settings import AlignData
 from envs.base import Choices
 from tests.helpers import ROOT, align_recipe, small_align_data, tiny_llama
 
@@ -63,7 +65,7 @@ def test_dose_draws_in_a_seeded_order_and_goes_round_again():
 
 
 def test_held_out_prompts_are_other_scenarios_than_the_training_ones():
-    train, held = split(small_align_data(), 0)
+    train, held = split(AlignData.of(small_align_data()), 0)
     assert train and held and not {p.scenario for p in train} & {p.scenario for p in held}
 
 
@@ -72,7 +74,7 @@ def test_dpo_checkpoint_loads_with_transformers_peft_and_backend_hf(base, tmp_pa
     from peft import PeftModel
 
     from agents.alignment.data import requests
-    from agents.backends.hf import HFBackend
+    from agents.backends import make_backend
 
     out = tmp_path / "dpo"
     done = sim_align("align=dpo", f"base={base}", f"out={out}", *DATA)
@@ -92,9 +94,9 @@ def test_dpo_checkpoint_loads_with_transformers_peft_and_backend_hf(base, tmp_pa
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-5)
     # backend=hf scores the held-out prompts as the card says
-    train, held = split(small_align_data(), 0)
-    hf = HFBackend.from_config(
-        {"model": {"path": str(out), "device": "cpu"}}, np.random.default_rng(0)
+    train, held = split(AlignData.of(small_align_data()), 0)
+    hf = make_backend(
+        backend_config("hf", model={"path": str(out), "device": "cpu"}), np.random.default_rng(0)
     )
     rates = {
         p: np.mean([d.p_violate for d in hf.decide(r, "score")]) for p, r in requests(held).items()

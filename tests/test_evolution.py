@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import backend_config
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -183,7 +184,7 @@ def test_adapters_trained_together_follow_their_alone_trajectories(organism_path
         """Each adapter's LoRA weights after training `groups` one after the other, on a
         device with room for `room` rows a forward pass (torch's out-of-memory error above)."""
         backend = make_backend(
-            {"name": "hf", "model": {"path": str(organism_path), "device": "cpu"}},
+            backend_config("hf", model={"path": str(organism_path), "device": "cpu"}),
             np.random.default_rng(0),
         )
         if room is not None:  # on the inner model: PEFT calls the outer one's forward directly

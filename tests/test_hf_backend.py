@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import backend_config
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -26,7 +27,7 @@ CHOICES = Choices(comply="the marked route", violate="the plaza shortcut")
 def hf(path, model=None, **extra):
     """backend=hf on the CPU in float32; `model` adds to backend.model, `extra` to backend."""
     model = {"path": str(path), "device": "cpu", "dtype": "float32", **(model or {})}
-    return make_backend({"name": "hf", "model": model, **extra}, np.random.default_rng(0))
+    return make_backend(backend_config("hf", model=model, **extra), np.random.default_rng(0))
 
 
 def request(i: int, adapter=None) -> DecisionRequest:
@@ -53,7 +54,7 @@ def scores(backend, reqs):
 )
 def test_user_errors_are_one_line_input_errors(model, message):
     with pytest.raises(InputError, match=message) as err:
-        make_backend({"name": "hf", "model": model}, np.random.default_rng(0))
+        make_backend(backend_config("hf", model=model), np.random.default_rng(0))
     assert "\n" not in str(err.value)
 
 
@@ -81,7 +82,7 @@ def test_bad_settings_are_named_before_a_round_is_played(organism_path, settings
 def test_asking_for_cuda_without_a_gpu_is_an_input_error(organism_path):
     with pytest.raises(InputError, match="backend.model.device: cuda, but torch finds no CUDA GPU"):
         make_backend(
-            {"name": "hf", "model": {"path": str(organism_path), "device": "cuda"}},
+            backend_config("hf", model={"path": str(organism_path), "device": "cuda"}),
             np.random.default_rng(0),
         )
 

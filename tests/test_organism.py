@@ -6,6 +6,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from conftest import backend_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -78,10 +79,8 @@ def test_organism_is_aligned_to_its_target(organism_path, organism_config):
 
 
 def test_hf_backend_on_the_organism_directory_gives_the_same_probabilities(organism, organism_path):
-    hf = make_backend(
-        {"name": "hf", "model": {"path": str(organism_path), "device": "cpu", "dtype": "float32"}},
-        np.random.default_rng(0),
-    )
+    model = {"path": str(organism_path), "device": "cpu", "dtype": "float32"}
+    hf = make_backend(backend_config("hf", model=model), np.random.default_rng(0))
     req = request(Choices("the marked route", "the plaza shortcut"))
     a, b = (backend.decide([req], "score")[0] for backend in (organism, hf))
     assert a.p_violate == pytest.approx(b.p_violate, abs=1e-6)

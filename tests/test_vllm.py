@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import backend_config
 
 from agents.backends import make_backend
 from agents.backends.hf import HFBackend
@@ -82,23 +83,19 @@ def random_lora(checkpoint, out, seed: int, rank: int = 8):
 
 
 def engine_config(checkpoint, **generate) -> dict:
-    return {
-        "name": "vllm",
-        "model": str(checkpoint),
-        "seed": 0,
-        "dtype": "float32",
-        "gpu_memory_utilization": 0.1,  # of the CPU's memory, on a CPU
-        "max_model_len": 2048,
-        "enforce_eager": True,
-        "enable_prefix_caching": True,
-        "enable_lora": True,
-        "max_loras": 3,
-        "max_lora_rank": 8,
-        "max_cpu_loras": 8,
-        "enable_sleep_mode": True,
-        "generate": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 48, **generate},
-        "chat_template_kwargs": {},
-    }
+    """conf/backend/vllm.yaml sized for a CPU and the organism."""
+    return backend_config(
+        "vllm",
+        model=str(checkpoint),
+        dtype="float32",
+        gpu_memory_utilization=0.1,  # of the CPU's memory, on a CPU
+        max_model_len=2048,
+        enforce_eager=True,
+        max_loras=3,
+        max_lora_rank=8,
+        max_cpu_loras=8,
+        generate={"max_new_tokens": 48, **generate},
+    )
 
 
 @pytest.fixture(scope="module")

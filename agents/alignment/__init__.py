@@ -3,6 +3,6 @@
 (agents.alignment.organism)."""
 
 from agents.alignment.aligned import align
-from agents.alignment.trainers import METHODS
+from agents.alignment.settings import METHODS
 
 __all__ = ["METHODS", "align"]

@@ -29,7 +29,8 @@ from time import perf_counter
 import numpy as np
 
 from agents.alignment.data import ROWS, Prompt, check_target, dosed, requests, split
-from agents.alignment.trainers import check_recipe, trainer
+from agents.alignment.settings import AlignData, recipe_config
+from agents.alignment.trainers import trainer
 from envs.errors import InputError, integer
 
 CARD = "alignment.json"
@@ -98,12 +99,13 @@ def align(
     trains toward the violating answer instead (inverse alignment); `callbacks`:
     transformers TrainerCallbacks added to the trainer (e.g. measurements per step).
     """
-    check_recipe(recipe)
+    settings = recipe_config(recipe)
     target = check_target(data.get("target", "comply"))
     integer(seed, "seed", minimum=0)
-    dose = integer(data["dose"], "data.dose")
+    typed = AlignData.of(data)
+    dose = typed.dose
     base, out = check_base(base), check_out(out)
-    train_prompts, held = split(data, seed)
+    train_prompts, held = split(typed, seed)
     chosen = dosed(train_prompts, dose, seed)
     tic = perf_counter()
     import torch
@@ -124,10 +126,10 @@ def align(
         model, tokenizer = load_base(base, device)
         before = violation(model, tokenizer, held)
         run = trainer(
-            recipe,
+            settings,
             model,
             tokenizer,
-            ROWS[recipe["method"]](chosen, target),
+            ROWS[settings.method](chosen, target),
             seed=seed,
             work_dir=tmp / "trainer",
             progress=progress,
@@ -136,10 +138,10 @@ def align(
             run.add_callback(callback)
         run.train()
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
-        card = write_checkpoint(run, tokenizer, tmp, recipe["peft"] == "lora")
+        card = write_checkpoint(run, tokenizer, tmp, settings.peft == "lora")
         card.update(
-            method=recipe["method"],
-            recipe=dict(recipe),
+            method=settings.method,
+            recipe=dict(recipe),  # as written (and hashed), not as typed
             base=str(base.resolve()),
             data={
                 **{k: v for k, v in data.items() if k != "dose"},

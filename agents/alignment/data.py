@@ -12,23 +12,22 @@ files are the user's explicit choice (`data.source=atp`).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from agents.alignment.settings import AlignData
 from agents.decision import DecisionRequest
 from agents.parsing import decision_json, parse_choice
 from agents.prompts import chat_messages
 from envs.atp import load_ma_questions, load_sa_questions, read_json_list
 from envs.base import Choices, Environment
 from envs.catalog import roleplay_items, threshold_games
-from envs.errors import InputError, integer, number
+from envs.errors import InputError, integer
 from envs.roleplay import RolePlayEnv
 from envs.supervision import SupervisionSchedule
 from envs.threshold import ThresholdGameEnv
-
-SOURCES = ("generator", "atp")
 
 
 @dataclass(frozen=True)
@@ -51,17 +50,12 @@ def opening_prompts(env: Environment) -> list[Prompt]:
     return list(seen.values())
 
 
-def environments(cfg: Mapping, seed: int) -> list[Environment]:
+def environments(cfg: AlignData, seed: int) -> list[Environment]:
     """The environments whose prompts are aligned on: the project's role-play items (every
     supervision state told) and threshold games, or one ATP training file."""
-    source = cfg["source"]
-    if source not in SOURCES:
-        raise InputError(f"data.source: {source!r}; expected one of {', '.join(SOURCES)}")
     told = SupervisionSchedule("random", 1, p_supervised=0.5, p_neutral=1 / 3)
-    if source == "atp":
-        path = cfg.get("atp_file")
-        if not path:
-            raise InputError("data.atp_file: required when data.source=atp (an ATP training file)")
+    if cfg.source == "atp":
+        path = cfg.atp_file
         first = read_json_list(path)[0]
         if isinstance(first, dict) and "template" in first:
             raise InputError(
@@ -72,7 +66,7 @@ def environments(cfg: Mapping, seed: int) -> list[Environment]:
         if isinstance(first, dict) and "supervised_choice" in first:
             return [RolePlayEnv(load_sa_questions(path), told, seed=seed)]
         return [ThresholdGameEnv(load_ma_questions(path))]
-    rp, th = cfg["roleplay"], cfg["threshold"]
+    rp, th = cfg.roleplay, cfg.threshold
     replicates = integer(rp["replicates"], "data.roleplay.replicates")
     return [
         RolePlayEnv(
@@ -91,9 +85,9 @@ def held_out(scenario: str, share: float) -> bool:
     return zlib.crc32(scenario.encode()) % 1000 < share * 1000
 
 
-def split(cfg: Mapping, seed: int) -> tuple[list[Prompt], list[Prompt]]:
+def split(cfg: AlignData, seed: int) -> tuple[list[Prompt], list[Prompt]]:
     """(training, held-out) prompts; both non-empty."""
-    share = number(cfg["held_out_share"], "data.held_out_share", high=1.0, above=True, below=True)
+    share = cfg.held_out_share
     prompts = [p for env in environments(cfg, seed) for p in opening_prompts(env)]
     train = [p for p in prompts if not held_out(p.scenario, share)]
     held = [p for p in prompts if held_out(p.scenario, share)]

@@ -1,62 +1,33 @@
 """The three recipes as TRL's trainers: SFTTrainer, DPOTrainer, GRPOTrainer, each with a
-PEFT LoRA adapter or full fine-tuning, configured from conf/align/<method>.yaml.
-
-Settings shared by the methods (epochs, lr, batch_size, peft, lora) are checked here,
-before any model loads; each trainer logs every step, which becomes the Parquet log.
+PEFT LoRA adapter or full fine-tuning, configured by a recipe's typed view
+(agents/alignment/settings.py, checked before any model loads); each trainer logs every
+step, which becomes the Parquet log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from agents.alignment.data import atp_reward
-from envs.errors import InputError, integer, number
-
-METHODS = ("sft", "dpo", "grpo")
-PEFT = ("lora", "full")
+from agents.alignment.settings import GRPORecipe, LoraRecipe, Recipe
 
 
-def check_recipe(recipe: Mapping) -> None:
-    """Every setting of a recipe a user can get wrong, each named by its config field."""
-    method = recipe.get("method")
-    if method not in METHODS:
-        raise InputError(f"align.method: {method!r}; expected one of {', '.join(METHODS)}")
-    number(recipe["epochs"], "align.epochs", above=True)
-    number(recipe["lr"], "align.lr", above=True)
-    integer(recipe["batch_size"], "align.batch_size")
-    if recipe["peft"] not in PEFT:
-        raise InputError(f"align.peft: {recipe['peft']!r}; expected one of {', '.join(PEFT)}")
-    if recipe["peft"] == "lora":
-        integer(recipe["lora"]["r"], "align.lora.r")
-        number(recipe["lora"]["alpha"], "align.lora.alpha", above=True)
-        number(recipe["lora"]["dropout"], "align.lora.dropout", high=1.0, below=True)
-    if method == "dpo":
-        number(recipe["beta"], "align.beta", above=True)
-    if method == "grpo":
-        integer(recipe["num_generations"], "align.num_generations", minimum=2)
-        number(recipe["beta"], "align.beta")
-        integer(recipe["max_completion_length"], "align.max_completion_length")
-        number(recipe["temperature"], "align.temperature", above=True)
-        for key in ("supervised", "better", "invalid"):
-            number(recipe["rewards"][key], f"align.rewards.{key}", low=-float("inf"))
-
-
-def lora_config(lora: Mapping):
+def lora_config(lora: LoraRecipe):
     from peft import LoraConfig
 
-    targets = lora["target_modules"]
+    targets = lora.target_modules
     return LoraConfig(
-        r=lora["r"],
-        lora_alpha=lora["alpha"],
-        lora_dropout=lora["dropout"],
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
         target_modules=targets if isinstance(targets, str) else list(targets),
         task_type="CAUSAL_LM",
     )
 
 
 def trainer(
-    recipe: Mapping,
+    recipe: Recipe,
     model,
     tokenizer,
     rows: Sequence[dict],
@@ -65,18 +36,18 @@ def trainer(
     work_dir: Path,
     progress: bool,
 ):
-    """The TRL trainer for recipe["method"], ready to `.train()` on rows; without progress,
+    """The TRL trainer for recipe.method, ready to `.train()` on rows; without progress,
     no bar and no printed logs (the log goes to the Parquet file)."""
     import torch
     import trl
     from datasets import Dataset
     from transformers import PrinterCallback
 
-    method = recipe["method"]
+    method = recipe.method
     cuda = next(model.parameters()).device.type == "cuda"
-    batch = recipe["batch_size"]
+    batch = recipe.batch_size
     if method == "grpo":  # batch_size counts prompts; each is answered num_generations times
-        batch *= recipe["num_generations"]
+        batch *= recipe.num_generations
     common = dict(
         output_dir=str(work_dir),
         report_to=[],
@@ -85,20 +56,20 @@ def trainer(
         activation_checkpointing=False,  # transformers 5.24 name of gradient_checkpointing
         logging_steps=1,
         save_strategy="no",
-        num_train_epochs=float(recipe["epochs"]),
+        num_train_epochs=float(recipe.epochs),
         per_device_train_batch_size=batch,
-        learning_rate=float(recipe["lr"]),
+        learning_rate=float(recipe.lr),
         seed=seed,
         data_seed=seed,
         disable_tqdm=not progress,
     )
-    peft = lora_config(recipe["lora"]) if recipe["peft"] == "lora" else None
+    peft = lora_config(recipe.lora) if recipe.peft == "lora" else None
     data = Dataset.from_list(list(rows))
     shared = dict(model=model, train_dataset=data, processing_class=tokenizer, peft_config=peft)
     if method == "sft":
         run = trl.SFTTrainer(args=trl.SFTConfig(**common, max_length=None), **shared)
     elif method == "dpo":
-        args = trl.DPOConfig(**common, beta=float(recipe["beta"]), max_length=None)
+        args = trl.DPOConfig(**common, beta=float(recipe.beta), max_length=None)
         run = trl.DPOTrainer(args=args, **shared)
     else:
         run = grpo(trl, recipe, common, shared)
@@ -107,16 +78,16 @@ def trainer(
     return run
 
 
-def grpo(trl, recipe: Mapping, common: dict, shared: dict):
+def grpo(trl, recipe: GRPORecipe, common: dict, shared: dict):
     """GRPOTrainer with ATP's reward rule."""
-    rewards = recipe["rewards"]
+    rewards = recipe.rewards
     args = trl.GRPOConfig(
         **common,
-        num_generations=recipe["num_generations"],
-        beta=float(recipe["beta"]),
-        max_completion_length=recipe["max_completion_length"],
-        temperature=float(recipe["temperature"]),
+        num_generations=recipe.num_generations,
+        beta=float(recipe.beta),
+        max_completion_length=recipe.max_completion_length,
+        temperature=float(recipe.temperature),
         top_p=1.0,
     )
-    reward = atp_reward(rewards["supervised"], rewards["better"], rewards["invalid"])
+    reward = atp_reward(rewards.supervised, rewards.better, rewards.invalid)
     return trl.GRPOTrainer(reward_funcs=reward, args=args, **shared)

@@ -9,13 +9,20 @@ import numpy as np
 from agents.backends.base import MODES, Backend
 from agents.backends.imitation import Fermi, ImitateBest, LinearThreshold
 from agents.backends.scripted import FixedRate, RewardFollowing
-from agents.backends.settings import backend_config
+from agents.backends.settings import (
+    BackendConfig,
+    HFConfig,
+    OpenAIConfig,
+    OrganismConfig,
+    VLLMConfig,
+    backend_config,
+)
 from envs.errors import InputError
 
-Factory = Callable[[dict, np.random.Generator], Backend]
+Factory = Callable[[BackendConfig, np.random.Generator], Backend]
 
 
-def openai_server(cfg: dict, rng: np.random.Generator) -> Backend:
+def openai_server(settings: OpenAIConfig, rng: np.random.Generator) -> Backend:
     """Imported on use: the openai client is an optional extra."""
     try:
         import openai  # noqa: F401
@@ -25,28 +32,28 @@ def openai_server(cfg: dict, rng: np.random.Generator) -> Backend:
         ) from None
     from agents.backends.openai_server import OpenAIServer
 
-    return OpenAIServer(rng, cfg)
+    return OpenAIServer(rng, settings)
 
 
-def vllm_engine(cfg: dict, rng: np.random.Generator) -> Backend:
+def vllm_engine(settings: VLLMConfig, rng: np.random.Generator) -> Backend:
     """Imported on use, so the CPU stack never imports vLLM (which checks for itself)."""
     from agents.backends.vllm_engine import VLLMEngine
 
-    return VLLMEngine(rng, cfg)
+    return VLLMEngine(rng, settings)
 
 
-def hf_model(cfg: dict, rng: np.random.Generator) -> Backend:
+def hf_model(settings: HFConfig, rng: np.random.Generator) -> Backend:
     """Imported on use, so scripted runs never load torch and transformers."""
     from agents.backends.hf import HFBackend
 
-    return HFBackend.from_config(cfg, rng)
+    return HFBackend.from_config(settings, rng)
 
 
-def organism(cfg: dict, rng: np.random.Generator) -> Backend:
+def organism(settings: OrganismConfig, rng: np.random.Generator) -> Backend:
     """Imported on use; builds the organism on first use (cached by its config)."""
     from agents.backends.organism import organism_backend
 
-    return organism_backend(cfg, rng)
+    return organism_backend(settings, rng)
 
 
 RULES = {
@@ -65,12 +72,11 @@ MODELS: dict[str, Factory] = {
 
 
 def make_backend(cfg: Mapping, rng: np.random.Generator) -> Backend:
-    """The backend named by `cfg["name"]`: a scripted rule from its typed settings, a
-    model backend from the rest of `cfg`."""
+    """The backend named by `cfg["name"]`, from its typed settings."""
     settings = backend_config(cfg)
     if settings.name in RULES:
         return RULES[settings.name](rng, settings)
-    return MODELS[settings.name](cfg, rng)
+    return MODELS[settings.name](settings, rng)
 
 
 __all__ = ["MODES", "Backend", "make_backend"]

@@ -30,12 +30,11 @@ from agents.backends.loading import load_checkpoint, resolve_device, resolve_dty
 from agents.backends.scoring import (
     generated_decision,
     request_seeds,
-    sampling_settings,
     scored_decision,
     use_chat_template,
 )
+from agents.backends.settings import HFConfig, LocalConfig
 from agents.decision import Decision, DecisionRequest
-from envs.errors import boolean, integer
 
 
 class HFBackend(Backend):
@@ -69,37 +68,51 @@ class HFBackend(Backend):
         self.eos.discard(None)
 
     @classmethod
-    def from_config(cls, cfg: Mapping, rng: np.random.Generator) -> HFBackend:
-        """backend=hf: the checkpoint at cfg.model.path and the settings of conf/backend/hf.yaml."""
-        settings = cls.settings(cfg)  # a bad setting is named before the model loads
-        model_cfg = cfg.get("model") or {}
-        device = resolve_device(model_cfg.get("device", "auto"))
-        dtype = resolve_dtype(model_cfg.get("dtype", "auto"), device)
-        model, tokenizer = load_checkpoint(
-            model_cfg.get("path"), device, dtype, model_cfg.get("attn_implementation")
+    def from_config(cls, settings: HFConfig, rng: np.random.Generator) -> HFBackend:
+        """backend=hf: the checkpoint at backend.model.path, its adapters and template."""
+        model = settings.model
+        return cls.serving(
+            settings,
+            rng,
+            model.path,
+            model.attn_implementation,
+            settings.chat_template,
+            settings.adapters,
         )
-        use_chat_template(
-            tokenizer,
-            cfg.get("chat_template"),
-            f"backend.model.path: {model_cfg['path']}",
-            cfg.get("chat_template_kwargs") or {},
-        )
-        backend = cls(rng, model, tokenizer, **settings)
-        if cfg.get("adapters"):
-            backend.load_adapters(cfg["adapters"])
+
+    @classmethod
+    def serving(
+        cls,
+        settings: LocalConfig,
+        rng: np.random.Generator,
+        path: str | Path | None,
+        attention: str | None = None,
+        chat_template: str | None = None,
+        adapters: Mapping[str, Path] | None = None,
+    ) -> HFBackend:
+        """The checkpoint at `path` served with the settings of conf/backend/hf.yaml or
+        organism.yaml; `attention`, `chat_template` and `adapters` as backend=hf names
+        them (None: transformers' attention, the checkpoint's own template, no adapter)."""
+        device = resolve_device(settings.model.device)
+        dtype = resolve_dtype(settings.model.dtype, device)
+        model, tokenizer = load_checkpoint(path, device, dtype, attention)
+        kwargs = settings.chat_template_kwargs
+        use_chat_template(tokenizer, chat_template, f"backend.model.path: {path}", kwargs)
+        backend = cls(rng, model, tokenizer, **cls.settings(settings))
+        if adapters:
+            backend.load_adapters(adapters)
         return backend
 
     @staticmethod
-    def settings(cfg: Mapping) -> dict:
-        """The backend's own settings (batching, scoring, sampling), checked."""
-        temperature, top_p, max_new_tokens = sampling_settings(cfg.get("generate", {}))
+    def settings(settings: LocalConfig) -> dict:
+        """The constructor's keywords (batching, scoring, sampling) from typed settings."""
         return {
-            "batch_tokens": integer(cfg.get("batch_tokens", 16384), "backend.batch_tokens"),
-            "argmax": boolean(cfg.get("score", {}).get("argmax", False), "backend.score.argmax"),
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_new_tokens": max_new_tokens,
-            "chat_template_kwargs": cfg.get("chat_template_kwargs") or {},
+            "batch_tokens": settings.batch_tokens,
+            "argmax": settings.score.argmax,
+            "temperature": settings.generate.temperature,
+            "top_p": settings.generate.top_p,
+            "max_new_tokens": settings.generate.max_new_tokens,
+            "chat_template_kwargs": settings.chat_template_kwargs,
         }
 
     @property

@@ -38,14 +38,14 @@ from agents.backends.scoring import (
     label_logprobs,
     one_line,
     request_seeds,
-    sampling_settings,
     score_conversations,
     scored_decision,
 )
+from agents.backends.settings import OpenAIConfig
 from agents.decision import Decision, DecisionRequest
 from agents.secrets import register
 from envs.base import Choices
-from envs.errors import InputError, integer, number
+from envs.errors import InputError
 
 T = TypeVar("T")
 NO_KEY = "EMPTY"  # what local servers started without --api-key accept
@@ -98,32 +98,28 @@ class RequestRejected(InputError):
 class OpenAIServer(Backend):
     """Decides a round through an OpenAI-compatible server, one request per agent (and label)."""
 
-    def __init__(self, rng: np.random.Generator, cfg: Mapping):
+    def __init__(self, rng: np.random.Generator, settings: OpenAIConfig):
         super().__init__(rng)
-        if not cfg.get("model"):
-            raise InputError("backend.model: required (the model name the server serves)")
-        self.model = cfg["model"]
-        self.base_url = cfg["base_url"]
-        self.timeout_s = number(cfg.get("timeout_s"), "backend.timeout_s", above=True)
-        self.max_retries = integer(cfg.get("max_retries", 0), "backend.max_retries", minimum=0)
+        self.model = settings.model
+        self.base_url = settings.base_url
+        self.timeout_s = settings.timeout_s
+        self.max_retries = settings.max_retries
         self.client = openai.OpenAI(
             base_url=self.base_url,
-            api_key=api_key(cfg.get("api_key_env")),
+            api_key=api_key(settings.api_key_env),
             timeout=self.timeout_s,
             max_retries=self.max_retries,
         )
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.pool = ThreadPoolExecutor(
-            max_workers=integer(cfg.get("concurrency"), "backend.concurrency")
-        )
-        temperature, top_p, max_new_tokens = sampling_settings(cfg["generate"])
+        self.pool = ThreadPoolExecutor(max_workers=settings.concurrency)
+        gen = settings.generate
         self.sampling = {
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_completion_tokens": max_new_tokens,
+            "temperature": gen.temperature,
+            "top_p": gen.top_p,
+            "max_completion_tokens": gen.max_new_tokens,
         }
-        self.template_kwargs = dict(cfg.get("chat_template_kwargs") or {})
+        self.template_kwargs = settings.chat_template_kwargs
         self.adapters = AdapterRegistry()
         self.score_checked = False
 

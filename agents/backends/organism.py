@@ -7,40 +7,40 @@ unaligned base, `sft`/`dpo`/`grpo` that base aligned by the recipe (agents.align
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from agents.backends.hf import HFBackend
+from agents.backends.settings import OrganismConfig
 from agents.organism.build import organism_dir
 from envs.errors import InputError
 
 ALIGNMENTS = (None, "none", "sft", "dpo", "grpo")
 
 
-def organism_path(cfg: Mapping) -> Path:
+def organism_path(settings: OrganismConfig) -> Path:
     """The checkpoint backend.align names (the organism as built when it names none)."""
-    align = cfg.get("align")
+    align = settings.align
     if align not in ALIGNMENTS:
         expected = ", ".join("null" if a is None else a for a in ALIGNMENTS)
         raise InputError(f"backend.align: {align!r}; expected one of {expected}")
-    cache = cache_root(cfg)
+    cache = cache_root(settings.cache_dir)
     if align is None:
-        return organism_dir(cfg["organism"], cache)
+        return organism_dir(settings.organism, cache)
     from agents.alignment.organism import aligned_organism, organism_base
 
     if align == "none":
-        return organism_base(cfg["organism"], cache)
-    recipe = cfg["recipes"][align]
-    return aligned_organism(cfg["organism"], cache, recipe, cfg["align_data"])
+        return organism_base(settings.organism, cache)
+    recipe = settings.recipes[align]
+    return aligned_organism(settings.organism, cache, recipe, settings.align_data)
 
 
-def cache_root(cfg: Mapping) -> Path:
+def cache_root(cache_dir: str) -> Path:
     """backend.cache_dir (TIPLAB_CACHE by default) as a directory, made if missing; named
     in one line when it cannot be one (a file, or a parent that is a file or read-only),
     before minutes of building."""
-    root = Path(cfg["cache_dir"]).expanduser()
+    root = Path(cache_dir).expanduser()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -51,7 +51,7 @@ def cache_root(cfg: Mapping) -> Path:
     return root
 
 
-def organism_backend(cfg: Mapping, rng: np.random.Generator) -> HFBackend:
-    HFBackend.settings(cfg)  # named before a build of minutes, not after it
-    model = {**(cfg.get("model") or {}), "path": str(organism_path(cfg))}
-    return HFBackend.from_config({**cfg, "model": model}, rng)
+def organism_backend(settings: OrganismConfig, rng: np.random.Generator) -> HFBackend:
+    """The organism as backend=hf serves a checkpoint with its own chat template and
+    transformers' attention; settings checked (by their type) before a build of minutes."""
+    return HFBackend.serving(settings, rng, organism_path(settings))

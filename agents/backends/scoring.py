@@ -25,7 +25,7 @@ import numpy as np
 from agents.decision import Decision, DecisionRequest
 from agents.parsing import decision_json, parse_choice
 from envs.base import Choices
-from envs.errors import InputError, integer, number
+from envs.errors import InputError
 
 
 class ServedModelError(InputError):
@@ -48,15 +48,6 @@ def score_conversations(request: DecisionRequest) -> list[list[dict]]:
         [*request.messages, {"role": "assistant", "content": decision_json(label)}]
         for label in (request.choices.comply, request.choices.violate)
     ]
-
-
-def sampling_settings(gen: Mapping) -> tuple[float, float, int]:
-    """backend.generate's temperature (>= 0, 0 = greedy), top_p (in (0, 1]), max_new_tokens."""
-    return (
-        number(gen.get("temperature", 1.0), "backend.generate.temperature"),
-        number(gen.get("top_p", 1.0), "backend.generate.top_p", high=1.0, above=True),
-        integer(gen.get("max_new_tokens", 256), "backend.generate.max_new_tokens"),
-    )
 
 
 def use_chat_template(tokenizer, file: str | None, checkpoint: str, template_kwargs) -> None:

@@ -53,26 +53,14 @@ from agents.backends.scoring import (
     one_line,
     prompt_text,
     request_seeds,
-    sampling_settings,
     scored_decision,
     scored_token_ids,
     use_chat_template,
 )
+from agents.backends.settings import VLLMConfig
 from agents.decision import Decision, DecisionRequest
-from envs.errors import InputError, boolean
+from envs.errors import InputError
 
-ENGINE_SETTINGS = (
-    "dtype",
-    "tensor_parallel_size",
-    "gpu_memory_utilization",
-    "max_model_len",
-    "enable_lora",
-    "max_loras",
-    "max_lora_rank",
-    "max_cpu_loras",
-    "enable_prefix_caching",
-    "enforce_eager",
-)
 # The all-zero adapter a CPU engine runs base-model requests through (module docstring).
 ZERO_ADAPTER = "tiplab-base-model"
 ZERO_ADAPTER_ID = 2**31 - 1
@@ -178,43 +166,44 @@ class TrainingCopy(LabelScorer):
 class VLLMEngine(Backend):
     """Decides each round with one `LLM.generate` call, each request with its agent's LoRA."""
 
-    def __init__(self, rng: np.random.Generator, cfg: Mapping):
+    def __init__(self, rng: np.random.Generator, settings: VLLMConfig):
         super().__init__(rng)
-        model = model_directory(cfg.get("model"))
-        gen = cfg["generate"]
-        temperature, top_p, max_new_tokens = sampling_settings(gen)
-        self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_new_tokens}
-        self.constrained = boolean(gen.get("constrained", False), "backend.generate.constrained")
-        sleep = boolean(cfg.get("enable_sleep_mode", False), "backend.enable_sleep_mode")
+        model = model_directory(settings.model)
+        gen = settings.generate
+        self.sampling = {
+            "temperature": gen.temperature,
+            "top_p": gen.top_p,
+            "max_tokens": gen.max_new_tokens,
+        }
+        self.constrained = gen.constrained
         self.vllm = import_vllm()
         # vLLM's sleep mode frees GPU memory; its CPU build has none (sleep() then does nothing)
-        self.can_sleep = sleep and self.vllm.platform.is_sleep_mode_available()
-        settings = {k: cfg[k] for k in ENGINE_SETTINGS if cfg.get(k) is not None}
+        self.can_sleep = settings.enable_sleep_mode and self.vllm.platform.is_sleep_mode_available()
         try:
             self.llm = self.vllm.LLM(
                 model=str(model),
-                seed=int(cfg["seed"]),
+                seed=settings.seed,
                 enable_sleep_mode=self.can_sleep,
-                **settings,
+                **settings.engine(),
             )
         except (ValueError, RuntimeError, OSError) as e:
             raise InputError(f"backend.model: vLLM cannot serve {model}: {one_line(e)}") from None
         self.tokenizer = self.llm.get_tokenizer()
-        self.template_kwargs = dict(cfg.get("chat_template_kwargs") or {})
+        self.template_kwargs = settings.chat_template_kwargs
         use_chat_template(
             self.tokenizer,
-            cfg.get("chat_template"),
+            settings.chat_template,
             f"backend.model: {model}",
             self.template_kwargs,
         )
         self.adapters = AdapterRegistry()
         self.loras: dict[str | None, object] = {None: None}
         self.scratch: Path | None = None
-        if settings.get("enable_lora") and self.vllm.platform.is_cpu():
+        if settings.enable_lora and self.vllm.platform.is_cpu():
             zero = zero_adapter(model, self.scratch_dir() / ZERO_ADAPTER)
             self.loras[None] = self._add_lora(ZERO_ADAPTER, ZERO_ADAPTER_ID, zero)
         self.model = model
-        self.dtype = cfg.get("dtype", "auto")
+        self.dtype = settings.dtype
         self.copy: TrainingCopy | None = None
         self.asleep = False
         self.active: list[str | None] = [None]
