@@ -6,6 +6,7 @@ from dataclasses import fields, is_dataclass
 
 import pytest
 
+from agents.alignment.settings import AlignData, recipe_config
 from agents.backends.settings import backend_config
 from agents.evolution.settings import evolution_config
 from agents.guard.settings import guard_config
@@ -22,7 +23,7 @@ from sim.config import (
     graph_config,
 )
 from sim.elasticity import elasticity_config
-from tests.helpers import ROOT
+from tests.helpers import ROOT, align_recipe, small_align_data
 
 READERS = {
     "env": env_config,
@@ -91,3 +92,18 @@ def test_values_are_checked_not_converted():
         checked({**cfg, "run": {**cfg["run"], "progress": 2}})
     with pytest.raises(ValueError, match=r"env\.invalid_reward: 'nan' must be a number"):
         checked({**cfg, "env": {**cfg["env"], "invalid_reward": "nan"}})
+    hf = compose(["backend=hf"])
+    with pytest.raises(ValueError, match=r"backend\.score\.argmax: 2 must be true or false"):
+        checked({**hf, "backend": {**hf["backend"], "score": {"argmax": 2}}})
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo", "grpo"])
+def test_a_recipe_and_the_alignment_data_are_typed_key_for_key_and_read_as_written(method):
+    """Their mappings are hashed into aligned checkpoints' keys: the views read them
+    without converting (lora.alpha 16 stays the integer PEFT writes)."""
+    recipe = align_recipe(method)
+    view = recipe_config(recipe)
+    keys_match(recipe, view)
+    assert view.lora.alpha == 16 and type(view.lora.alpha) is int
+    data = small_align_data()
+    keys_match(data, AlignData.of(data))
