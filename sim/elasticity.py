@@ -160,11 +160,13 @@ def fine_tunings(
 ) -> dict:
     """The four phases' probe scores per step and losses, each from the previous checkpoint."""
     from agents.alignment import align
+    from agents.alignment.settings import recipe_config
     from agents.reference import StepProbes
 
-    recipe = el.recipe
+    recipe = el.recipe  # the mapping align hashes and cards; read through its typed view
+    batch = recipe_config(recipe).batch_size
     tip_recipe = {**recipe, "epochs": 1.0}
-    tip_dose = el.tip_steps * recipe["batch_size"]
+    tip_dose = el.tip_steps * batch
     done: dict[str, dict] = {}
     for name, start, target, aligning in PHASES:
         probe = StepProbes(probes)
@@ -180,7 +182,7 @@ def fine_tunings(
         )
         log = pl.read_parquet(work / name / "training_log.parquet")
         losses = dict(zip(log["step"].to_list(), log["loss"].to_list(), strict=True))
-        done[name] = {"logp": probe.steps, "loss": losses, "batch": recipe["batch_size"]}
+        done[name] = {"logp": probe.steps, "loss": losses, "batch": batch}
     return done
 
 
