@@ -137,6 +137,7 @@ def test_resumed_guarded_run_equals_uninterrupted(tmp_path):
         (["guard=calibrated", "guard.name=oracle"], "guard.name"),
         (["guard=model", "guard.mode=sing"], "guard.mode"),
         (["guard=model", "guard.backend.name=oracle"], "guard.backend.name"),
+        (["guard=model", "guard.backend.generate.top_p=2"], "guard.backend.generate.top_p: 2"),
     ],
 )
 def test_bad_guard_settings_are_one_error_line(tmp_path, args, field):

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from agents.backends.settings import NAMES
+from agents.backends.settings import NAMES, backend_config
 from agents.guard.base import FEEDBACK, POSITIONS
 from envs.errors import InputError, Section, integer, number
 
@@ -56,7 +56,8 @@ class CalibratedConfig(PlacedGuard):
 
 @dataclass(frozen=True)
 class ModelGuardConfig(PlacedGuard):
-    """guard=model: any backend (guard.backend, checked as it is made) in Aligner's format."""
+    """guard=model: any backend (guard.backend, checked here, typed where the guard makes
+    it) in Aligner's format."""
 
     mode: str
     backend: Mapping
@@ -72,6 +73,10 @@ class ModelGuardConfig(PlacedGuard):
             )
         if self.mode not in ("score", "generate"):
             raise InputError(f"guard.mode: {self.mode!r}; expected score or generate")
+        try:  # named as the guard's field
+            backend_config(backend)
+        except InputError as e:
+            raise InputError(f"guard.{e}") from None
 
 
 @dataclass(frozen=True)
