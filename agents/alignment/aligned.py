@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from time import perf_counter
@@ -125,18 +126,20 @@ def align(
         torch.manual_seed(seed)
         model, tokenizer = load_base(base, device)
         before = violation(model, tokenizer, held)
-        run = trainer(
-            settings,
-            model,
-            tokenizer,
-            ROWS[settings.method](chosen, target),
-            seed=seed,
-            work_dir=tmp / "trainer",
-            progress=progress,
-        )
-        for callback in callbacks:
-            run.add_callback(callback)
-        run.train()
+        with warnings.catch_warnings():  # TRL 1.16 reads transformers' deprecated property
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+            run = trainer(
+                settings,
+                model,
+                tokenizer,
+                ROWS[settings.method](chosen, target),
+                seed=seed,
+                work_dir=tmp / "trainer",
+                progress=progress,
+            )
+            for callback in callbacks:
+                run.add_callback(callback)
+            run.train()
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         card = write_checkpoint(run, tokenizer, tmp, settings.peft == "lora")
         card.update(
