@@ -103,6 +103,13 @@ class Section:
                 raise InputError(f"{cls.FIELD}.{f.name}: missing (see conf/ for its value)")
         return cls(**{f.name: values[f.name] for f in fields(cls)})
 
+    @classmethod
+    def of_kind(cls, values: Mapping, kinds: Mapping[str, type[Section]]) -> Section:
+        """The section of the subclass `kinds` gives for values["name"]; an unknown or
+        missing name is read by cls itself, whose check names what it expected."""
+        name = values.get("name") if isinstance(values, Mapping) else None
+        return kinds.get(name, cls).of(values)
+
     def _set(self, name: str, value: Any) -> None:
         """A checked value in place of the given one (a frozen field, set once at init)."""
         object.__setattr__(self, name, value)

@@ -291,5 +291,4 @@ KINDS: dict[str, type[BackendConfig]] = {
 def backend_config(values: Mapping) -> BackendConfig:
     """The typed backend section for its name (an unknown name is named by BackendConfig's
     check)."""
-    name = values.get("name") if isinstance(values, Mapping) else None
-    return KINDS.get(name, BackendConfig).of(values)
+    return BackendConfig.of_kind(values, KINDS)

@@ -90,8 +90,7 @@ class SftConfig(UpdatesConfig):
 def evolution_config(values: Mapping) -> EvolutionConfig:
     """The typed evolution section for its objective (an unknown name is named by
     EvolutionConfig's check)."""
-    name = values.get("name") if isinstance(values, Mapping) else None
-    return KINDS.get(name, EvolutionConfig).of(values)
+    return EvolutionConfig.of_kind(values, KINDS)
 
 
 KINDS = {"none": EvolutionConfig, "pg": UpdatesConfig, "dpo": UpdatesConfig, "sft": SftConfig}

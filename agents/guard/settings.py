@@ -122,5 +122,4 @@ KINDS = {
 def guard_config(values: Mapping) -> GuardConfig:
     """The typed guard section for its name (an unknown name is named by GuardConfig's
     check)."""
-    name = values.get("name") if isinstance(values, Mapping) else None
-    return KINDS.get(name, GuardConfig).of(values)
+    return GuardConfig.of_kind(values, KINDS)
