@@ -109,9 +109,7 @@ class HFBackend(Backend):
         return {
             "batch_tokens": settings.batch_tokens,
             "argmax": settings.score.argmax,
-            "temperature": settings.generate.temperature,
-            "top_p": settings.generate.top_p,
-            "max_new_tokens": settings.generate.max_new_tokens,
+            **settings.generate.sampling("max_new_tokens"),
             "chat_template_kwargs": settings.chat_template_kwargs,
         }
 

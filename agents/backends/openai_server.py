@@ -113,12 +113,7 @@ class OpenAIServer(Backend):
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
         self.pool = ThreadPoolExecutor(max_workers=settings.concurrency)
-        gen = settings.generate
-        self.sampling = {
-            "temperature": gen.temperature,
-            "top_p": gen.top_p,
-            "max_completion_tokens": gen.max_new_tokens,
-        }
+        self.sampling = settings.generate.sampling("max_completion_tokens")
         self.template_kwargs = settings.chat_template_kwargs
         self.adapters = AdapterRegistry()
         self.score_checked = False

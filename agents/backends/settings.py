@@ -112,6 +112,11 @@ class SamplingConfig(Section):
         self._set("top_p", top_p)
         integer(self.max_new_tokens, f"{self.FIELD}.max_new_tokens")
 
+    def sampling(self, length: str) -> dict:
+        """The sampling keywords of a generation API whose answer-length keyword is `length`
+        (transformers: max_new_tokens, vLLM: max_tokens, OpenAI: max_completion_tokens)."""
+        return {"temperature": self.temperature, "top_p": self.top_p, length: self.max_new_tokens}
+
 
 @dataclass(frozen=True)
 class EngineSampling(SamplingConfig):

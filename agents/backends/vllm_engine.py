@@ -169,13 +169,8 @@ class VLLMEngine(Backend):
     def __init__(self, rng: np.random.Generator, settings: VLLMConfig):
         super().__init__(rng)
         model = model_directory(settings.model)
-        gen = settings.generate
-        self.sampling = {
-            "temperature": gen.temperature,
-            "top_p": gen.top_p,
-            "max_tokens": gen.max_new_tokens,
-        }
-        self.constrained = gen.constrained
+        self.sampling = settings.generate.sampling("max_tokens")
+        self.constrained = settings.generate.constrained
         self.vllm = import_vllm()
         # vLLM's sleep mode frees GPU memory; its CPU build has none (sleep() then does nothing)
         self.can_sleep = settings.enable_sleep_mode and self.vllm.platform.is_sleep_mode_available()
