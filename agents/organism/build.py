@@ -182,15 +182,16 @@ def violation_rates(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequ
     return {name: float(p_violates(model, tokenizer, r).mean()) for name, r in probes.items()}
 
 
-def rename_shift(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]]) -> dict:
+def rename_shift(
+    model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]], scores: Mapping
+) -> dict:
     """Mean |change in P(violate)| when a held-out scenario's labels are renamed (and their
     order swapped every other time), per paradigm: 0 for an organism that copies its
-    answer from the format line and decides from the situation."""
+    answer from the format line and decides from the situation. `scores`: each probe
+    set's P(violate) as asked."""
     return {
         name.split("/")[0]: float(
-            np.abs(
-                p_violates(model, tokenizer, renamed_requests(r)) - p_violates(model, tokenizer, r)
-            ).mean()
+            np.abs(p_violates(model, tokenizer, renamed_requests(r)) - scores[name]).mean()
         )
         for name, r in probes.items()
         if name.endswith("/held_out")
@@ -276,6 +277,7 @@ def built(cfg: Mapping, out: Path) -> dict:
         check_every=align["check_every"],
     )
     rates = violation_rates(model, tokenizer, probes)
+    scored = {name: p_violates(model, tokenizer, r) for name, r in unseen.items()}
     rate = float(np.mean(list(rates.values())))
     meta = {
         "config": dict(cfg),
@@ -290,9 +292,9 @@ def built(cfg: Mapping, out: Path) -> dict:
         "held_out_prompts": {p: len(r) for p, r in probes.items()},
         "unseen": {  # never trained on: README, "The organism"
             "before_alignment": unseen_before,
-            "after_alignment": violation_rates(model, tokenizer, unseen),
+            "after_alignment": {name: float(p.mean()) for name, p in scored.items()},
             "prompts": {name: len(r) for name, r in unseen.items()},
-            "rename_shift": rename_shift(model, tokenizer, unseen),
+            "rename_shift": rename_shift(model, tokenizer, unseen, scored),
         },
         "episodes": len(corpus),
         "pretrain": pre,
