@@ -102,6 +102,10 @@ CONFIG = [
     *[[a] for a in ("+foo=1", "+run.roundz=3", "+backend.nosuch=1", "+guard.rate=0.5")],
     *[[a] for a in ("~run.rounds", "~guard", "~backend.p_violate")],
     *[["backend=organism", f"backend.cache_dir={d}"] for d in ("/dev/null", "/dev/null/sub")],
+    *[
+        ["backend=organism", f"backend.organism.evaluate.{key}={v}"]
+        for key, v in (("scenarios", "0"), ("scenarios", "abc"), ("templates", "-1"))
+    ],
     *[[f"reference.probes={v}"] for v in ("-1", "abc", "1.5", "[3]")],
     *[[f"reference.base={v}"] for v in ("/no/such/base", "/dev/null")],
     ["experiment=elasticity"],  # backend=fixed: nothing to fine-tune
