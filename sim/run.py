@@ -139,7 +139,8 @@ def play_with(
         play_rounds(run, run_dir, model, manifest)
         ledger.verify(run_dir, manifest.data["ledger"], rounds, rounds)
     except KeyboardInterrupt:
-        manifest.update(status="interrupted")
+        with rundir.uninterrupted():
+            manifest.update(status="interrupted")
         raise Interrupted(run_dir) from None
     except InputError as e:
         manifest.update(status="failed", error=str(e))

@@ -15,6 +15,7 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from envs.errors import InputError
@@ -155,3 +156,18 @@ def stop_with_sweep_parent(every_s: float = 1.0) -> None:
                 pass
 
     threading.Thread(target=watch, name="sweep-parent-watch", daemon=True).start()
+
+
+@contextmanager
+def uninterrupted():
+    """SIGINT ignored while a run records that it was interrupted: a second one (Ctrl-C
+    again, or the sweep watch once the parent is gone) would cut the record short and
+    leave the run marked running. Only the main thread receives signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
