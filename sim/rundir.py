@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from envs.errors import InputError
+from sim.manifest import Manifest
 
 LOCK = ".lock"
 # What Hydra writes into a run directory before the task function starts.
@@ -156,6 +157,35 @@ def stop_with_sweep_parent(every_s: float = 1.0) -> None:
                 pass
 
     threading.Thread(target=watch, name="sweep-parent-watch", daemon=True).start()
+
+
+def mark_abandoned_runs(sweep_dir: Path, within_s: float = 10.0) -> None:
+    """After Ctrl-C to a local sweep: runs whose worker died before recording its
+    interruption are marked interrupted. joblib answers Ctrl-C by killing its loky workers
+    (SIGKILL), which can land while a worker is still writing that mark. A run whose lock
+    is still held is left to its worker for up to within_s."""
+    deadline = time.time() + within_s
+    pending = sorted(p.parent for p in Path(sweep_dir).glob("*/manifest.json"))
+    while pending:
+        waiting = []
+        for run_dir in pending:
+            try:
+                lock(run_dir)
+            except InputError:  # its worker is still alive
+                waiting.append(run_dir)
+                continue
+            try:
+                manifest = Manifest.read(run_dir)
+                if manifest.data["status"] == "running":
+                    manifest.update(status="interrupted")
+            except InputError:  # not a run of ours: left as it is
+                pass
+            finally:
+                release(run_dir)
+        if not waiting or time.time() > deadline:
+            return
+        pending = waiting
+        time.sleep(0.1)
 
 
 @contextmanager
