@@ -315,10 +315,10 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        stop_sweep(target)
+        stop_sweep(target or rundir.sweep_dir())
     except SystemExit as e:
         if sweep and e.code == 130:
-            stop_sweep(target)
+            stop_sweep(target or rundir.sweep_dir())
         raise
     finally:
         if kept is not None:

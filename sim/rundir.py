@@ -132,9 +132,23 @@ def only_hydra_files(run_dir: Path) -> bool:
 SWEEP_PARENT = "TIPLAB_SWEEP_PARENT"  # the pid of the process that launched a sweep's workers
 
 
+_sweep_dir: list[Path] = []  # the directory of the sweep this process launched, once known
+
+
 def launching_sweep() -> None:
     """Mark this process as a sweep's parent, for the workers its launcher starts."""
     os.environ[SWEEP_PARENT] = str(os.getpid())
+
+
+def sweeping_in(sweep_dir: Path) -> None:
+    """Remember where this process's sweep writes (Hydra resolves it only as the sweep
+    starts, e.g. from the time): Ctrl-C then names it and marks its runs."""
+    _sweep_dir[:] = [Path(sweep_dir)]
+
+
+def sweep_dir() -> Path | None:
+    """The directory of the sweep this process launched, if it has started."""
+    return _sweep_dir[0] if _sweep_dir else None
 
 
 def stop_with_sweep_parent(every_s: float = 1.0) -> None:

@@ -1,6 +1,7 @@
 """Sweeps: Hydra multirun in parallel (joblib) and through submitit, rerun without work."""
 
 import contextlib
+import glob
 import json
 import os
 import signal
@@ -84,21 +85,25 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path):
     assert all(m["status"] == "complete" and m["rounds_completed"] == 3 for m in found.values())
 
 
-def playing_laptop_sweep(sweep: Path, stderr=subprocess.DEVNULL) -> subprocess.Popen:
-    """A two-run laptop sweep of long runs in its own session, returned once both runs have
-    recorded three rounds."""
+def playing_laptop_sweep(
+    sweep: Path | None, stderr=subprocess.DEVNULL, cwd: Path = ROOT
+) -> subprocess.Popen:
+    """A two-run laptop sweep of long runs in its own session (in `sweep`, else in Hydra's
+    default directory under cwd), returned once both runs have recorded three rounds."""
+    named = [f"hydra.sweep.dir={sweep}"] if sweep else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "sim.run", "-m", "hydra/launcher=laptop", "backend=fixed"]
-        + ["run.progress=false", "run.report=false", "run.rounds=100000", "seed=0,1"]
-        + [f"hydra.sweep.dir={sweep}"],
-        cwd=ROOT,
+        + ["run.progress=false", "run.report=false", "run.rounds=100000", "seed=0,1", *named],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
         stderr=stderr,
         text=True,
         start_new_session=True,
     )
+    parts = f"{sweep}/*" if sweep else f"{cwd}/outputs/sweeps/*/*"
     deadline = time.time() + 300
-    while time.time() < deadline and len(list(sweep.glob("*/decisions.parquet/part-00002*"))) < 2:
+    while time.time() < deadline and len(glob.glob(f"{parts}/decisions.parquet/part-00002*")) < 2:
         time.sleep(0.05)
     return proc
 
@@ -123,6 +128,19 @@ def test_ctrl_c_interrupts_a_laptop_sweep_with_one_resume_line(tmp_path):
     assert proc.returncode == 130, err[-3000:]
     # one line from the sweep's parent (joblib's workers and resource tracker may add noise)
     assert err.count(f"interrupted: continue with  python -m sim.run resume={sweep}") == 1, err
+    assert settled_statuses(sweep) == {"interrupted"}
+
+
+def test_ctrl_c_names_a_sweep_in_hydras_default_directory(tmp_path):
+    """Without hydra.sweep.dir the sweep's directory is named from the time as it starts:
+    the resume line names it, and its runs are marked interrupted."""
+    proc = playing_laptop_sweep(None, stderr=subprocess.PIPE, cwd=tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    assert (
+        f"interrupted: continue with  python -m sim.run resume={sweep.relative_to(tmp_path)}" in err
+    )
     assert settled_statuses(sweep) == {"interrupted"}
 
 
