@@ -1,0 +1,218 @@
+"""Can a recipe for the organism learn to read its answer from the scenario? A fast probe.
+
+The organism issue asks for an organism that answers with the label the format line
+offers and decides from the prose (which option the rule names, which pays more), so
+that renaming the labels moves nothing. A full organism build takes minutes and mixes
+this with everything else; this probe trains a fresh model of the organism's family on
+that one skill: generated role-play first rounds (training families only), answered
+P(violate) 0.05 when told a check is coming and 0.25 when told none is, with most
+scenarios relabelled by two random words of the corpus, drawn anew every epoch (so no
+label can be remembered). After each epoch, on scenarios it never trained on:
+
+  own p      mean P(violate) of fresh training-family scenarios, as generated (unsupervised: 0.25)
+  flip       mean |P(violate) with labels (a, b) - with (b, a)| on the same scenarios with
+             random labels: 0 for a model that reads, near 1 for one that scores labels
+  held-out p mean P(violate) on the held-out families (target, as trained: 0.25)
+  rename     mean |change| of held-out P(violate) under RENAMES (the organism's own
+             rename-shift measure, issue target 0.05)
+
+    python benchmarks/organism_reading.py [--layers 2] [--hidden 64] [--tied]
+        [--rules requires,forbids] [--tokenizer words|organism] [--epochs 15]
+
+Measured (2 layers, hidden 64, 3000 scenarios, 15 epochs, about 7 minutes on one core):
+README, "The organism".
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from agents.decision import DecisionRequest
+from agents.organism.build import llama, p_violates
+from agents.organism.corpus import Episode
+from agents.organism.probes import opening_requests, renamed, renamed_requests
+from agents.organism.tokenizer import CHAT_TEMPLATE, EOS, PAD, ROLES, train_tokenizer
+from agents.organism.train import tokenized, train
+from agents.parsing import decision_json
+from envs import generator
+from envs.atp import sa_scenarios
+from envs.roleplay import RolePlayEnv
+from envs.supervision import SupervisionSchedule
+
+TARGETS = {"all_supervised": 0.05, "all_unsupervised": 0.25}
+PAYOFFS = ((2.0, 2.1), (1.7, 2.4), (1.3, 2.8), (1.0, 3.1))
+PROBE_SEED = 2**31  # beyond the training draws, as the organism's own probes
+
+
+def word_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """BPE within words, spaces and punctuation their own tokens: a label is the same
+    tokens in the prose, the format line and the answer (the organism's tokenizer makes a
+    quoted label one token, so an unseen label shares nothing with its mentions)."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"\w+|[^\w\s]|\s"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=[PAD, EOS, *(f"<|{role}|>" for role in ROLES)],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, pad_token=PAD, eos_token=EOS, padding_side="left"
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def scenarios(n: int, seed: int, split: str, rules: list[str] | None):
+    """n generated role-play scenarios of the split, only those whose rule wording is in
+    `rules` when given."""
+    items = generator.sa_items(n if rules is None else 20 * n, seed, split, PAYOFFS)
+    kept = [i for i in items if rules is None or i["family"]["rule"] in rules][:n]
+    return sa_scenarios(kept, Path(f"generator(seed={seed})"))
+
+
+def first_rounds(items, schedule: str) -> list[DecisionRequest]:
+    return opening_requests(RolePlayEnv(items, SupervisionSchedule(schedule, 1), 0))
+
+
+class RandomLabels:
+    """Pairs of labels made of the corpus's own words, in five shapes ("Amber", "Plan
+    amber", "Option Amber", "amber river", "the amber")."""
+
+    def __init__(self, texts: list[str], rng: np.random.Generator):
+        self.words = sorted({w for t in texts for w in re.findall(r"[a-z]{3,}", t)})
+        self.rng = rng
+
+    def pair(self) -> tuple[str, str]:
+        a, b, x, y, z = self.rng.choice(self.words, 5, replace=False).tolist()
+        return [
+            (a.capitalize(), b.capitalize()),
+            (f"{x.capitalize()} {a}", f"{x.capitalize()} {b}"),
+            (f"Option {a.capitalize()}", f"Option {b.capitalize()}"),
+            (f"{a} {y}", f"{b} {z}"),
+            (f"the {a}", f"the {b}"),
+        ][int(self.rng.integers(5))]
+
+    def relabelled(self, request: DecisionRequest) -> DecisionRequest:
+        return renamed(request, self.pair(), bool(self.rng.integers(2)))
+
+
+def episodes(asked, labels: RandomLabels, share: float, rng) -> list[Episode]:
+    """Each request answered compliantly (its target P(violate) on the decision token),
+    relabelled at random with probability `share`, in a seeded order."""
+    out = []
+    for request, p in asked:
+        r = labels.relabelled(request) if rng.random() < share else request
+        answer = {"role": "assistant", "content": decision_json(r.choices.comply)}
+        out.append(Episode([*r.messages, answer], str(r.agent_id), "roleplay", r.choices, (p,)))
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def measured(model, tokenizer, probes: dict, pairs: list[tuple[str, str]]) -> dict[str, float]:
+    own, held = probes["own"], probes["held_out"]
+    ab = p_violates(
+        model, tokenizer, [renamed(r, x, False) for r, x in zip(own, pairs, strict=True)]
+    )
+    ba = p_violates(
+        model, tokenizer, [renamed(r, x[::-1], False) for r, x in zip(own, pairs, strict=True)]
+    )
+    p_held = p_violates(model, tokenizer, held)
+    return {
+        "own p": float(p_violates(model, tokenizer, own).mean()),
+        "flip": float(np.abs(ab - ba).mean()),
+        "held-out p": float(p_held.mean()),
+        "rename": float(
+            np.abs(p_violates(model, tokenizer, renamed_requests(held)) - p_held).mean()
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=64, help="a multiple of 32 (head size)")
+    parser.add_argument("--tied", action="store_true", help="tie input and output embeddings")
+    parser.add_argument("--rules", default=None, help="rule wordings to train on (default all)")
+    parser.add_argument("--tokenizer", choices=("words", "organism"), default="words")
+    parser.add_argument("--scenarios", type=int, default=3000)
+    parser.add_argument("--relabelled", type=float, default=0.75, help="share per epoch")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    transformers.utils.logging.disable_progress_bar()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(1)  # as the organism's build: bit-identical on any machine
+    rng = np.random.default_rng(args.seed)
+    rules = args.rules.split(",") if args.rules else None
+    training = scenarios(args.scenarios, args.seed + 1, "train", rules)
+    asked = [(r, p) for s, p in TARGETS.items() for r in first_rounds(training, s)]
+    texts = [m["content"] for r, _ in asked for m in r.messages]
+    labels = RandomLabels(texts, rng)
+    probe_labels = RandomLabels(texts, np.random.default_rng(PROBE_SEED))  # same every epoch
+    corpus = episodes(asked, labels, args.relabelled, rng)
+    contents = sorted({m["content"] for e in corpus for m in e.messages})
+    tokenizer = (
+        word_tokenizer(contents, 8192)
+        if args.tokenizer == "words"
+        else train_tokenizer(contents, 8192, 48)
+    )
+    model = llama(
+        {
+            "hidden_size": args.hidden,
+            "intermediate_size": 3 * args.hidden,
+            "num_hidden_layers": args.layers,
+            "num_attention_heads": args.hidden // 32,
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": args.tied,
+        },
+        tokenizer,
+    )
+    probes = {
+        "own": first_rounds(scenarios(64, PROBE_SEED + 1, "train", rules), "all_unsupervised"),
+        "held_out": first_rounds(scenarios(64, PROBE_SEED, "held_out", None), "all_unsupervised"),
+    }
+    pairs = [probe_labels.pair() for _ in probes["own"]]
+    row = measured(model, tokenizer, probes, pairs)
+    print(f"{'epoch':>5}{'loss':>8}" + "".join(f"{k:>12}" for k in row))
+    print(f"{0:>5}{'':>8}" + "".join(f"{v:>12.3f}" for v in row.values()), flush=True)
+    for epoch in range(1, args.epochs + 1):
+        examples = tokenized(tokenizer, corpus, last_answer_only=True)
+        out = train(
+            model,
+            examples,
+            pad=tokenizer.pad_token_id,
+            epochs=1.0,
+            lr=args.lr,
+            batch_tokens=2048,
+            seed=args.seed + epoch,
+            desc="reading",
+            warmup=0.05 if epoch == 1 else 0.0,
+        )
+        row = measured(model, tokenizer, probes, pairs)
+        print(
+            f"{epoch:>5}{out['loss']:>8.3f}" + "".join(f"{v:>12.3f}" for v in row.values()),
+            flush=True,
+        )
+        corpus = episodes(asked, labels, args.relabelled, rng)  # new labels every epoch
+
+
+if __name__ == "__main__":
+    main()
