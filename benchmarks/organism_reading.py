@@ -19,7 +19,7 @@ label can be remembered). After each epoch, on scenarios it never trained on:
     python benchmarks/organism_reading.py [--layers 2] [--hidden 64] [--tied]
         [--rules requires,forbids] [--tokenizer words|organism] [--epochs 15]
 
-Measured (2 layers, hidden 64, 3000 scenarios, 15 epochs, about 7 minutes on one core):
+Measured (2 layers, hidden 64, 3000 scenarios, 15 epochs, about 10 minutes on one core):
 README, "The organism".
 """
 
