@@ -71,7 +71,8 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from analysis.sweep_progress import SweepProgress, job_labels
 
-        rundir.sweeping_in(Path(config.hydra.sweep.dir))
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        rundir.sweeping_in(Path(config.hydra.sweep.dir), local="joblib" in launcher)
         self.progress = SweepProgress(Path(config.hydra.sweep.dir), job_labels(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:

@@ -329,7 +329,7 @@ def main() -> None:
 def stop_sweep(target: Path | None) -> None:
     """Ctrl-C during a sweep: its runs marked interrupted, one line naming how to continue
     it, exit code 130."""
-    if target is not None:
+    if target is not None and rundir.local_sweep():
         rundir.mark_abandoned_runs(target)
     where = target if target is not None else "<the sweep directory>"
     print(f"interrupted: continue with  python -m sim.run resume={where}", file=sys.stderr)

@@ -132,7 +132,9 @@ def only_hydra_files(run_dir: Path) -> bool:
 SWEEP_PARENT = "TIPLAB_SWEEP_PARENT"  # the pid of the process that launched a sweep's workers
 
 
-_sweep_dir: list[Path] = []  # the directory of the sweep this process launched, once known
+# The sweep this process launched, once it started: its directory, and whether its runs
+# are this machine's joblib workers (not cluster jobs, which live on after Ctrl-C here).
+_sweep: dict[str, object] = {}
 
 
 def launching_sweep() -> None:
@@ -140,15 +142,20 @@ def launching_sweep() -> None:
     os.environ[SWEEP_PARENT] = str(os.getpid())
 
 
-def sweeping_in(sweep_dir: Path) -> None:
+def sweeping_in(sweep_dir: Path, local: bool) -> None:
     """Remember where this process's sweep writes (Hydra resolves it only as the sweep
-    starts, e.g. from the time): Ctrl-C then names it and marks its runs."""
-    _sweep_dir[:] = [Path(sweep_dir)]
+    starts, e.g. from the time): Ctrl-C then names it, and marks its runs if local."""
+    _sweep.update(dir=Path(sweep_dir), local=local)
 
 
 def sweep_dir() -> Path | None:
     """The directory of the sweep this process launched, if it has started."""
-    return _sweep_dir[0] if _sweep_dir else None
+    return _sweep.get("dir")
+
+
+def local_sweep() -> bool:
+    """Whether this process launched a sweep whose runs are its own worker processes."""
+    return bool(_sweep.get("local"))
 
 
 def stop_with_sweep_parent(every_s: float = 1.0) -> None:
@@ -174,10 +181,10 @@ def stop_with_sweep_parent(every_s: float = 1.0) -> None:
 
 
 def mark_abandoned_runs(sweep_dir: Path, within_s: float = 10.0) -> None:
-    """After Ctrl-C to a local sweep: runs whose worker died before recording its
-    interruption are marked interrupted. joblib answers Ctrl-C by killing its loky workers
-    (SIGKILL), which can land while a worker is still writing that mark. A run whose lock
-    is still held is left to its worker for up to within_s."""
+    """After Ctrl-C to a local sweep (not cluster jobs, which go on): runs whose worker
+    died before recording its interruption are marked interrupted. joblib answers Ctrl-C
+    by killing its loky workers (SIGKILL), which can land while a worker is still writing
+    that mark. A run whose lock is still held is left to its worker for up to within_s."""
     deadline = time.time() + within_s
     pending = sorted(p.parent for p in Path(sweep_dir).glob("*/manifest.json"))
     while pending:
