@@ -17,8 +17,6 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sim import rundir
-
 
 class RunReport(Callback):
     """Writes report/ into a run's directory when the run completed (run.report)."""
@@ -71,8 +69,6 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from analysis.sweep_progress import SweepProgress, job_labels
 
-        launcher = str(config.hydra.launcher.get("_target_", ""))
-        rundir.sweeping_in(Path(config.hydra.sweep.dir), local="joblib" in launcher)
         self.progress = SweepProgress(Path(config.hydra.sweep.dir), job_labels(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:

@@ -18,6 +18,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
+
 from envs.errors import InputError
 from sim.manifest import Manifest
 
@@ -146,6 +148,14 @@ def sweeping_in(sweep_dir: Path, local: bool) -> None:
     """Remember where this process's sweep writes (Hydra resolves it only as the sweep
     starts, e.g. from the time): Ctrl-C then names it, and marks its runs if local."""
     _sweep.update(dir=Path(sweep_dir), local=local)
+
+
+class SweepStart(Callback):
+    """Hydra callback (conf/config.yaml): a sweep's parent learns where its sweep writes."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        sweeping_in(Path(config.hydra.sweep.dir), local="joblib" in launcher)
 
 
 def sweep_dir() -> Path | None:
