@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,12 @@ def main() -> None:
     parser.add_argument("--tokenizer", choices=("words", "organism"), default="words")
     parser.add_argument("--scenarios", type=int, default=3000)
     parser.add_argument("--relabelled", type=float, default=0.75, help="share per epoch")
+    parser.add_argument(
+        "--prose-loss",
+        action="store_true",
+        help="next-token loss on every token, not only the answer's (labels are mentioned "
+        "in the prose before the answer names one: the same lookup, with more signal)",
+    )
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -195,6 +202,8 @@ def main() -> None:
     print(f"{0:>5}{'':>8}" + "".join(f"{v:>12.3f}" for v in row.values()), flush=True)
     for epoch in range(1, args.epochs + 1):
         examples = tokenized(tokenizer, corpus, last_answer_only=True)
+        if args.prose_loss:
+            examples = [replace(e, targets=[0] + [1] * (len(e.ids) - 1)) for e in examples]
         out = train(
             model,
             examples,
