@@ -45,6 +45,7 @@ from agents.organism.train import tokenized, train
 from agents.parsing import decision_json
 from envs import generator
 from envs.atp import sa_scenarios
+from envs.base import Choices
 from envs.roleplay import RolePlayEnv
 from envs.supervision import SupervisionSchedule
 
@@ -126,6 +127,31 @@ def episodes(asked, labels: RandomLabels, share: float, rng) -> list[Episode]:
     return [out[i] for i in rng.permutation(len(out))]
 
 
+def recall_episodes(labels: RandomLabels, n: int, rng: np.random.Generator) -> list[Episode]:
+    """Associative recall in the answer's format: "amber means birch. ..." then which word a
+    key means, between its value and another value of the list (the lookup that reading a
+    rule needs, with nothing else to learn)."""
+    out = []
+    for i in range(n):
+        k = int(rng.integers(3, 9))
+        words = rng.choice(labels.words, 2 * k, replace=False).tolist()
+        keys, values = words[:k], words[k:]
+        q = int(rng.integers(k))
+        other = values[(q + 1 + int(rng.integers(k - 1))) % k]
+        choices = Choices(values[q], other, bool(rng.integers(2)))
+        facts = " ".join(f"{a} means {b}." for a, b in zip(keys, values, strict=True))
+        messages = [
+            {"role": "system", "content": "You answer questions."},
+            {
+                "role": "user",
+                "content": f"{facts} What does {keys[q]} mean?\n{choices.format_instruction()}",
+            },
+            {"role": "assistant", "content": decision_json(values[q])},
+        ]
+        out.append(Episode(messages, f"recall-{i}", "recall", choices, (0.0,)))
+    return out
+
+
 def measured(model, tokenizer, probes: dict, pairs: list[tuple[str, str]]) -> dict[str, float]:
     own, held = probes["own"], probes["held_out"]
     ab = p_violates(
@@ -160,6 +186,12 @@ def main() -> None:
         help="next-token loss on every token, not only the answer's (labels are mentioned "
         "in the prose before the answer names one: the same lookup, with more signal)",
     )
+    parser.add_argument(
+        "--recall",
+        type=int,
+        default=0,
+        help="epochs of associative recall (recall_episodes) before the scenarios",
+    )
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -175,7 +207,8 @@ def main() -> None:
     labels = RandomLabels(texts, rng)
     probe_labels = RandomLabels(texts, np.random.default_rng(PROBE_SEED))  # same every epoch
     corpus = episodes(asked, labels, args.relabelled, rng)
-    contents = sorted({m["content"] for e in corpus for m in e.messages})
+    warmup = recall_episodes(labels, len(corpus), rng) if args.recall else []
+    contents = sorted({m["content"] for e in corpus + warmup for m in e.messages})
     tokenizer = (
         word_tokenizer(contents, 8192)
         if args.tokenizer == "words"
@@ -200,7 +233,9 @@ def main() -> None:
     row = measured(model, tokenizer, probes, pairs)
     print(f"{'epoch':>5}{'loss':>8}" + "".join(f"{k:>12}" for k in row))
     print(f"{0:>5}{'':>8}" + "".join(f"{v:>12.3f}" for v in row.values()), flush=True)
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(1, args.recall + args.epochs + 1):
+        if epoch <= args.recall:
+            corpus = warmup if epoch == 1 else recall_episodes(labels, len(warmup), rng)
         examples = tokenized(tokenizer, corpus, last_answer_only=True)
         if args.prose_loss:
             examples = [replace(e, targets=[0] + [1] * (len(e.ids) - 1)) for e in examples]
