@@ -10,8 +10,10 @@ scenarios relabelled by two random words of the corpus, drawn anew every epoch (
 label can be remembered). After each epoch, on scenarios it never trained on:
 
   own p      mean P(violate) of fresh training-family scenarios, as generated (unsupervised: 0.25)
-  flip       mean |P(violate) with labels (a, b) - with (b, a)| on the same scenarios with
-             random labels: 0 for a model that reads, near 1 for one that scores labels
+  random p   mean P(violate) of the same scenarios with random labels: 0.25 for a model that
+             reads, 0.5 for one that cannot tell the two labels apart
+  flip       mean |P(violate) with labels (a, b) - with (b, a)| on those: 0 for a model that
+             reads (and for one that ignores labels), near 1 for one that scores labels
   held-out p mean P(violate) on the held-out families (target, as trained: 0.25)
   rename     mean |change| of held-out P(violate) under RENAMES (the organism's own
              rename-shift measure, issue target 0.05)
@@ -163,6 +165,7 @@ def measured(model, tokenizer, probes: dict, pairs: list[tuple[str, str]]) -> di
     p_held = p_violates(model, tokenizer, held)
     return {
         "own p": float(p_violates(model, tokenizer, own).mean()),
+        "random p": float((ab + ba).mean() / 2),
         "flip": float(np.abs(ab - ba).mean()),
         "held-out p": float(p_held.mean()),
         "rename": float(
