@@ -198,25 +198,29 @@ def mark_abandoned_runs(sweep_dir: Path, within_s: float = 10.0) -> None:
     deadline = time.time() + within_s
     pending = sorted(p.parent for p in Path(sweep_dir).glob("*/manifest.json"))
     while pending:
-        waiting = []
-        for run_dir in pending:
-            try:
-                lock(run_dir)
-            except InputError:  # its worker is still alive
-                waiting.append(run_dir)
-                continue
-            try:
-                manifest = Manifest.read(run_dir)
-                if manifest.data["status"] == "running":
-                    manifest.update(status="interrupted")
-            except InputError:  # not a run of ours: left as it is
-                pass
-            finally:
-                release(run_dir)
-        if not waiting or time.time() > deadline:
+        pending = [run_dir for run_dir in pending if not marked_if_abandoned(run_dir)]
+        if pending and time.time() < deadline:
+            time.sleep(0.1)
+        else:
             return
-        pending = waiting
-        time.sleep(0.1)
+
+
+def marked_if_abandoned(run_dir: Path) -> bool:
+    """Marks run_dir interrupted if its writer is gone and left it running; False while
+    its writer still holds the lock."""
+    try:
+        lock(run_dir)
+    except InputError:
+        return False
+    try:
+        manifest = Manifest.read(run_dir)
+        if manifest.data["status"] == "running":
+            manifest.update(status="interrupted")
+    except InputError:  # not a run of ours: left as it is
+        pass
+    finally:
+        release(run_dir)
+    return True
 
 
 @contextmanager
