@@ -10,8 +10,9 @@ scenarios relabelled by two random words of the corpus, drawn anew every epoch (
 label can be remembered). After each epoch, on scenarios it never trained on:
 
   own p      mean P(violate) of fresh training-family scenarios, as generated (unsupervised: 0.25)
-  random p   mean P(violate) of the same scenarios with random labels: 0.25 for a model that
-             reads, 0.5 for one that cannot tell the two labels apart
+  random p   mean P(violate) of the same scenarios with random labels, each pair asked both
+             ways round: 0.25 for a model that reads, exactly 0.5 for one whose choice
+             depends on the two labels alone
   flip       mean |P(violate) with labels (a, b) - with (b, a)| on those: 0 for a model that
              reads (and for one that ignores labels), near 1 for one that scores labels
   held-out p mean P(violate) on the held-out families (target, as trained: 0.25)
@@ -35,14 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
 
 from agents.decision import DecisionRequest
 from agents.organism.build import llama, p_violates
 from agents.organism.corpus import Episode
 from agents.organism.probes import opening_requests, renamed, renamed_requests
-from agents.organism.tokenizer import CHAT_TEMPLATE, EOS, PAD, ROLES, train_tokenizer
+from agents.organism.tokenizer import PHRASES, WORDS, train_tokenizer
 from agents.organism.train import tokenized, train
 from agents.parsing import decision_json
 from envs import generator
@@ -54,34 +53,6 @@ from envs.supervision import SupervisionSchedule
 TARGETS = {"all_supervised": 0.05, "all_unsupervised": 0.25}
 PAYOFFS = ((2.0, 2.1), (1.7, 2.4), (1.3, 2.8), (1.0, 3.1))
 PROBE_SEED = 2**31  # beyond the training draws, as the organism's own probes
-
-
-def word_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """BPE within words, spaces and punctuation their own tokens: a label is the same
-    tokens in the prose, the format line and the answer (the organism's tokenizer makes a
-    quoted label one token, so an unseen label shares nothing with its mentions)."""
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(r"\w+|[^\w\s]|\s"), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=[PAD, EOS, *(f"<|{role}|>" for role in ROLES)],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        ),
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, pad_token=PAD, eos_token=EOS, padding_side="left"
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
 
 
 def scenarios(n: int, seed: int, split: str, rules: list[str] | None):
@@ -180,7 +151,13 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=64, help="a multiple of 32 (head size)")
     parser.add_argument("--tied", action="store_true", help="tie input and output embeddings")
     parser.add_argument("--rules", default=None, help="rule wordings to train on (default all)")
-    parser.add_argument("--tokenizer", choices=("words", "organism"), default="words")
+    parser.add_argument(
+        "--tokenizer",
+        choices=("words", "organism"),
+        default="words",
+        help="words: a label is the same tokens everywhere; organism: the organism's own "
+        "(a quoted label one token, so an unseen label shares nothing with its mentions)",
+    )
     parser.add_argument("--scenarios", type=int, default=3000)
     parser.add_argument("--relabelled", type=float, default=0.75, help="share per epoch")
     parser.add_argument(
@@ -212,11 +189,8 @@ def main() -> None:
     corpus = episodes(asked, labels, args.relabelled, rng)
     warmup = recall_episodes(labels, len(corpus), rng) if args.recall else []
     contents = sorted({m["content"] for e in corpus + warmup for m in e.messages})
-    tokenizer = (
-        word_tokenizer(contents, 8192)
-        if args.tokenizer == "words"
-        else train_tokenizer(contents, 8192, 48)
-    )
+    pieces = WORDS if args.tokenizer == "words" else PHRASES
+    tokenizer = train_tokenizer(contents, 8192, 48, pieces)
     model = llama(
         {
             "hidden_size": args.hidden,

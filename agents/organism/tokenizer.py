@@ -31,15 +31,22 @@ CHAT_TEMPLATE = (
 )
 
 
+# Pieces merges never cross. PHRASES: a quoted string, brackets, a sentence end, a line
+# end (merges span the rest, spaces included). WORDS: every word, space and punctuation
+# mark (a label is then the same tokens in prose, format line and answer).
+PHRASES = r'"[^"\n]*"|[()]|\.\s|\n'
+WORDS = r"\w+|[^\w\s]|\s"
+
+
 def train_tokenizer(
-    texts: Iterable[str], vocab_size: int, max_token_length: int
+    texts: Iterable[str], vocab_size: int, max_token_length: int, pieces: str = PHRASES
 ) -> PreTrainedTokenizerFast:
     """A BPE tokenizer over `texts` (message contents) with the chat template attached."""
     special = [PAD, EOS, *(f"<|{role}|>" for role in ROLES)]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(r'"[^"\n]*"|[()]|\.\s|\n'), behavior="isolated"),
+            pre_tokenizers.Split(Regex(pieces), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
