@@ -15,15 +15,19 @@ label can be remembered). After each epoch, on scenarios it never trained on:
              depends on the two labels alone
   flip       mean |P(violate) with labels (a, b) - with (b, a)| on those: 0 for a model that
              reads (and for one that ignores labels), near 1 for one that scores labels
+  offered    mean P(the answer is one of the two random labels offered), whole answers: 1 for
+             a model that copies its answer from the format line, near 0 for one that
+             answers with labels it knows
   held-out p mean P(violate) on the held-out families (target, as trained: 0.25)
   rename     mean |change| of held-out P(violate) under RENAMES (the organism's own
              rename-shift measure, issue target 0.05)
 
     python benchmarks/organism_reading.py [--layers 2] [--hidden 64] [--tied]
-        [--rules requires,forbids] [--tokenizer words|organism] [--epochs 15]
+        [--rules requires,forbids] [--tokenizer words|organism] [--lr 3e-3]
+        [--label-loss] [--short 0] [--epochs 15]
 
-Measured (2 layers, hidden 64, 3000 scenarios, 15 epochs, about 10 minutes on one core):
-README, "The organism".
+Measured (2 layers, hidden 64, 3000 scenarios; about 10 minutes on one core): README,
+"The organism".
 """
 
 from __future__ import annotations
@@ -37,12 +41,13 @@ import numpy as np
 import torch
 import transformers
 
+from agents.backends.hf import HFBackend
 from agents.decision import DecisionRequest
 from agents.organism.build import llama, p_violates
 from agents.organism.corpus import Episode
 from agents.organism.probes import opening_requests, renamed, renamed_requests
 from agents.organism.tokenizer import PHRASES, WORDS, train_tokenizer
-from agents.organism.train import tokenized, train
+from agents.organism.train import Example, tokenized, train
 from agents.parsing import decision_json
 from envs import generator
 from envs.atp import sa_scenarios
@@ -61,6 +66,27 @@ def scenarios(n: int, seed: int, split: str, rules: list[str] | None):
     items = generator.sa_items(n if rules is None else 20 * n, seed, split, PAYOFFS)
     kept = [i for i in items if rules is None or i["family"]["rule"] in rules][:n]
     return sa_scenarios(kept, Path(f"generator(seed={seed})"))
+
+
+def rule_sentence(scenario) -> str:
+    """The sentence of a generated scenario that states its rule."""
+
+    def cap(text: str) -> str:
+        return text[:1].upper() + text[1:]
+
+    c, v = scenario.choices.comply, scenario.choices.violate
+    for template in generator.RULES.values():
+        for setter, _ in generator.SETTERS:
+            text = cap(template.format(C=c, V=v, setter=setter, setter_cap=cap(setter)))
+            if text in scenario.situation:
+                return text
+    raise ValueError(f"no rule sentence in {scenario.id}")
+
+
+def named_by_rule(items) -> list:
+    """The same scenarios told by their rule sentence alone (no story, no payoffs): the
+    first rung of the `--short` curriculum, where the label the rule names is the only cue."""
+    return [replace(s, situation=rule_sentence(s)) for s in items]
 
 
 def first_rounds(items, schedule: str) -> list[DecisionRequest]:
@@ -125,11 +151,38 @@ def recall_episodes(labels: RandomLabels, n: int, rng: np.random.Generator) -> l
     return out
 
 
+def with_mentions(tokenizer, example: Example, choices: Choices) -> Example:
+    """The example with a next-token target also on every repeated mention of a label in
+    the prompt. With random labels only copying predicts those tokens, so each mention is
+    a lesson in the lookup the answer needs: many per scenario where the answer gives one.
+    Only the tokens that tell the two labels apart count ("Option" in "Option A" does not).
+    """
+    comply, violate = (
+        set(tokenizer(label, add_special_tokens=False)["input_ids"])
+        for label in (choices.comply, choices.violate)
+    )
+    label_tokens = comply ^ violate
+    targets, seen = list(example.targets), set()
+    for t, token in enumerate(example.ids):
+        if token in label_tokens and token in seen:
+            targets[t] = 1
+        seen.add(token)
+    return replace(example, targets=targets)
+
+
+def offered(model, tokenizer, requests) -> np.ndarray:
+    """P(the answer is one of the two labels offered), whole answers scored as backend=hf
+    scores them: 1 for a model that copies its answer from the format line."""
+    backend = HFBackend(np.random.default_rng(0), model, tokenizer, argmax=True)
+    prompts = [backend.scorer.prompt_text(r) for r in requests]
+    logprobs, _, _ = backend.label_logprobs(requests, prompts)
+    return np.exp(np.array(logprobs)).sum(axis=1)
+
+
 def measured(model, tokenizer, probes: dict, pairs: list[tuple[str, str]]) -> dict[str, float]:
     own, held = probes["own"], probes["held_out"]
-    ab = p_violates(
-        model, tokenizer, [renamed(r, x, False) for r, x in zip(own, pairs, strict=True)]
-    )
+    relabelled = [renamed(r, x, False) for r, x in zip(own, pairs, strict=True)]
+    ab = p_violates(model, tokenizer, relabelled)
     ba = p_violates(
         model, tokenizer, [renamed(r, x[::-1], False) for r, x in zip(own, pairs, strict=True)]
     )
@@ -138,6 +191,7 @@ def measured(model, tokenizer, probes: dict, pairs: list[tuple[str, str]]) -> di
         "own p": float(p_violates(model, tokenizer, own).mean()),
         "random p": float((ab + ba).mean() / 2),
         "flip": float(np.abs(ab - ba).mean()),
+        "offered": float(offered(model, tokenizer, relabelled).mean()),
         "held-out p": float(p_held.mean()),
         "rename": float(
             np.abs(p_violates(model, tokenizer, renamed_requests(held)) - p_held).mean()
@@ -167,12 +221,26 @@ def main() -> None:
         "in the prose before the answer names one: the same lookup, with more signal)",
     )
     parser.add_argument(
+        "--label-loss",
+        action="store_true",
+        help="next-token loss also on every repeated mention of a label in the prompt "
+        "(with_mentions)",
+    )
+    parser.add_argument(
         "--recall",
         type=int,
         default=0,
         help="epochs of associative recall (recall_episodes) before the scenarios",
     )
+    parser.add_argument(
+        "--short",
+        type=int,
+        default=0,
+        help="epochs of the scenarios told by their rule sentence alone (named_by_rule) "
+        "before the whole scenarios",
+    )
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-tokens", type=int, default=2048)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -183,12 +251,18 @@ def main() -> None:
     rules = args.rules.split(",") if args.rules else None
     training = scenarios(args.scenarios, args.seed + 1, "train", rules)
     asked = [(r, p) for s, p in TARGETS.items() for r in first_rounds(training, s)]
+    short = [(r, p) for s, p in TARGETS.items() for r in first_rounds(named_by_rule(training), s)]
     texts = [m["content"] for r, _ in asked for m in r.messages]
     labels = RandomLabels(texts, rng)
     probe_labels = RandomLabels(texts, np.random.default_rng(PROBE_SEED))  # same every epoch
-    corpus = episodes(asked, labels, args.relabelled, rng)
-    warmup = recall_episodes(labels, len(corpus), rng) if args.recall else []
-    contents = sorted({m["content"] for e in corpus + warmup for m in e.messages})
+    draws = {  # each lesson drawn anew every epoch: new labels, new recall lists
+        "scenarios": lambda: episodes(asked, labels, args.relabelled, rng),
+        "recall": lambda: recall_episodes(labels, len(asked), rng),
+        "short": lambda: episodes(short, labels, args.relabelled, rng),
+    }
+    lessons = ["recall"] * args.recall + ["short"] * args.short + ["scenarios"] * args.epochs
+    unused = {lesson: draws[lesson]() for lesson in dict.fromkeys(["scenarios", *lessons])}
+    contents = sorted({m["content"] for c in unused.values() for e in c for m in e.messages})
     pieces = WORDS if args.tokenizer == "words" else PHRASES
     tokenizer = train_tokenizer(contents, 8192, 48, pieces)
     model = llama(
@@ -210,19 +284,23 @@ def main() -> None:
     row = measured(model, tokenizer, probes, pairs)
     print(f"{'epoch':>5}{'loss':>8}" + "".join(f"{k:>12}" for k in row))
     print(f"{0:>5}{'':>8}" + "".join(f"{v:>12.3f}" for v in row.values()), flush=True)
-    for epoch in range(1, args.recall + args.epochs + 1):
-        if epoch <= args.recall:
-            corpus = warmup if epoch == 1 else recall_episodes(labels, len(warmup), rng)
+    for epoch, lesson in enumerate(lessons, start=1):
+        corpus = unused.pop(lesson) if lesson in unused else draws[lesson]()
         examples = tokenized(tokenizer, corpus, last_answer_only=True)
         if args.prose_loss:
             examples = [replace(e, targets=[0] + [1] * (len(e.ids) - 1)) for e in examples]
+        if args.label_loss:
+            examples = [
+                with_mentions(tokenizer, x, e.choices)
+                for x, e in zip(examples, corpus, strict=True)
+            ]
         out = train(
             model,
             examples,
             pad=tokenizer.pad_token_id,
             epochs=1.0,
             lr=args.lr,
-            batch_tokens=2048,
+            batch_tokens=args.batch_tokens,
             seed=args.seed + epoch,
             desc="reading",
             warmup=0.05 if epoch == 1 else 0.0,
@@ -232,7 +310,6 @@ def main() -> None:
             f"{epoch:>5}{out['loss']:>8.3f}" + "".join(f"{v:>12.3f}" for v in row.values()),
             flush=True,
         )
-        corpus = episodes(asked, labels, args.relabelled, rng)  # new labels every epoch
 
 
 if __name__ == "__main__":
