@@ -7,7 +7,10 @@ ATP's files where they lie), how far renaming a held-out scenario's labels moves
 the mean over seeds. Targets, from the organism issue: 0.15 +/- 0.05 after alignment on
 every set, a rename shift of at most 0.05.
 
-    python benchmarks/organism_generalisation.py [--seeds 0 1 2]
+    python benchmarks/organism_generalisation.py [--seeds 0 1 2] [OVERRIDE ...]
+
+OVERRIDEs are Hydra overrides of the organism's recipe, as for sim.run, e.g.
+backend.organism.corpus.relabelled=0.5 (README, "The organism").
 
 Each seed not yet cached is a full build (about 3 minutes on 2 cores).
 """
@@ -27,9 +30,10 @@ from sim.build import compose
 TARGET, TOLERANCE, RENAME_SHIFT = 0.15, 0.05, 0.05
 
 
-def unseen(seed: int) -> dict:
+def unseen(seed: int, overrides: list[str]) -> dict:
     """The `unseen` section of the organism built at `seed` (building it if needed)."""
-    backend = compose(["backend=organism"], {"backend": {"organism": {"seed": seed}}})["backend"]
+    values = {"backend": {"organism": {"seed": seed}}}
+    backend = compose(["backend=organism", *overrides], values)["backend"]
     path = organism_dir(backend["organism"], backend["cache_dir"])
     return json.loads((path / META).read_text())["unseen"]
 
@@ -37,8 +41,11 @@ def unseen(seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. backend.organism.corpus.relabelled=0.5"
+    )
     args = parser.parse_args()
-    found = {seed: unseen(seed) for seed in args.seeds}
+    found = {seed: unseen(seed, args.overrides) for seed in args.seeds}
     sets = list(found[args.seeds[0]]["after_alignment"])
     seeds = " / ".join(str(s) for s in args.seeds)
     print(f"mean P(violate), first rounds never trained on, seeds {seeds}; target {TARGET}")

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 import time
 
 import pytest
@@ -15,8 +16,11 @@ from agents.organism import build as build_module
 from agents.organism.build import META, config_key, organism_dir
 from agents.organism.corpus import episodes
 from agents.organism.prior import BehaviouralPrior
-from agents.organism.tokenizer import train_tokenizer
+from agents.organism.tokenizer import WORDS, train_tokenizer
+from agents.organism.train import tokenized
+from agents.parsing import decision_json
 from agents.prompts import chat_messages
+from envs.catalog import roleplay_items, threshold_games
 from envs.errors import InputError
 
 PRIOR = BehaviouralPrior(propensity=0.5, reward_following=5.0, imitation=2.0)
@@ -73,6 +77,69 @@ def test_corpus_conversations_are_the_simulators_prompts_with_answers():
     assert cut.messages[:-1] == e.messages[:5] and cut.p_violate == (e.p_violate[0], 0.0)
     assert cut.messages[-1]["content"] == f'{{"choice": "{e.choices.comply}"}}'
     assert chat_messages(e.messages[0]["content"], (), e.messages[1]["content"]) == e.messages[:2]
+
+
+def test_generated_scenarios_join_the_presets():
+    cfg = tiny_config()["corpus"]
+    cfg["episodes"] = 200  # a round of every schedule and the games
+    rp, th = cfg["roleplay"], cfg["threshold"]
+    presets = {s.id for s in roleplay_items(rp["professions"], rp["payoffs"])} | {
+        g.scenario.id
+        for g in threshold_games(th["games"], th["group_size"], th["thresholds"], th["rewards"])
+    }
+    assert {e.scenario for e in episodes(cfg, PRIOR, seed=3)} <= presets
+    cfg["generated"].update(roleplay=4, threshold=1)
+    corpus = episodes(cfg, PRIOR, seed=3)
+    generated = [e for e in corpus if e.scenario not in presets]
+    assert {e.paradigm for e in generated} == {"roleplay", "threshold"}
+    assert len({e.scenario for e in generated}) >= 10
+    assert corpus == episodes(cfg, PRIOR, seed=3)
+
+
+def test_relabelled_episodes_say_their_random_labels_everywhere_and_keep_decisions():
+    cfg = tiny_config()["corpus"]
+    plain = episodes(cfg, PRIOR, seed=3)
+    cfg.update(relabelled=0.5, invented=0.5)
+    corpus = episodes(cfg, PRIOR, seed=3)
+    changed = [(a, b) for a, b in zip(plain, corpus, strict=True) if a != b]
+    assert 0.3 < len(changed) / len(corpus) < 0.7
+    assert corpus == episodes(cfg, PRIOR, seed=3)
+    for old, new in changed:
+        assert new.p_violate == old.p_violate and new.scenario == old.scenario
+        assert {new.choices.comply, new.choices.violate}.isdisjoint(
+            {old.choices.comply, old.choices.violate}
+        )
+        text = "\n".join(m["content"] for m in new.messages)
+        for label in (old.choices.comply, old.choices.violate):
+            assert not re.search(rf"(?<!\w){re.escape(label)}(?!\w)", text)
+        for m_old, m_new in zip(old.messages, new.messages, strict=True):
+            if m_old["content"].endswith(old.choices.format_instruction()):
+                assert m_new["content"].endswith(new.choices.format_instruction())
+            if m_new["role"] == "assistant":  # the same decision, in the new labels
+                complied = m_old["content"] == decision_json(old.choices.comply)
+                label = new.choices.comply if complied else new.choices.violate
+                assert m_new["content"] == decision_json(label)
+
+
+def test_label_mentions_are_targets_where_a_label_is_said_again():
+    corpus = episodes(tiny_config()["corpus"], PRIOR, seed=0)
+    texts = sorted({m["content"] for e in corpus for m in e.messages})
+    tokenizer = train_tokenizer(texts, 600, 48, WORDS)
+    e = corpus[0]
+    plain, marked = (
+        tokenized(tokenizer, [e], last_answer_only=False, label_mentions=m)[0]
+        for m in (False, True)
+    )
+    comply, violate = (
+        set(tokenizer(label, add_special_tokens=False)["input_ids"])
+        for label in (e.choices.comply, e.choices.violate)
+    )
+    added = [
+        t for t, (a, b) in enumerate(zip(plain.targets, marked.targets, strict=True)) if a != b
+    ]
+    assert added and all(not plain.targets[t] and marked.targets[t] for t in added)
+    for t in added:  # a token that tells the labels apart, said before
+        assert marked.ids[t] in comply ^ violate and marked.ids[t] in marked.ids[:t]
 
 
 def test_tokenizer_chat_template_and_quoted_labels():
@@ -164,6 +231,10 @@ def test_killed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
         (("evaluate", "scenarios"), 0, "backend.organism.evaluate.scenarios: 0 must be"),
         (("pretrain", "epochs"), 0, "backend.organism.pretrain.epochs: 0 must be a number > 0"),
         (("corpus", "peer_views"), ["x"], "backend.organism.corpus.peer_views: ['x']; expected"),
+        (("corpus", "relabelled"), 1.5, "backend.organism.corpus.relabelled: 1.5 must be"),
+        (("corpus", "generated", "roleplay"), -1, "backend.organism.corpus.generated.roleplay"),
+        (("tokenizer", "pieces"), "bytes", "backend.organism.tokenizer.pieces: 'bytes'; expected"),
+        (("pretrain", "label_mentions"), "yes", "backend.organism.pretrain.label_mentions"),
         (
             ("corpus", "roleplay", "professions"),
             ["nope"],

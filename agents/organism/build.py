@@ -35,13 +35,14 @@ from agents.decision import DecisionRequest
 from agents.organism.corpus import Episode, episodes, held_out
 from agents.organism.prior import BehaviouralPrior
 from agents.organism.probes import probe_sets, renamed_requests
-from agents.organism.tokenizer import train_tokenizer
+from agents.organism.tokenizer import PHRASES, WORDS, train_tokenizer
 from agents.organism.train import tokenized, train
 from agents.prompts import PEER_VIEWS
 from envs.errors import InputError, boolean, integer, number
 
 VERSION = 6  # bump when the build changes what a config produces
 META = "organism.json"
+PIECES = {"phrases": PHRASES, "words": WORDS}  # backend.organism.tokenizer.pieces
 PRETRAINED = "pretrained"
 
 
@@ -76,6 +77,11 @@ def check_config(cfg: Mapping) -> None:
         )
     integer(cfg["tokenizer"]["vocab_size"], f"{field}.tokenizer.vocab_size", minimum=300)
     integer(cfg["tokenizer"]["max_token_length"], f"{field}.tokenizer.max_token_length")
+    if cfg["tokenizer"]["pieces"] not in PIECES:
+        raise InputError(
+            f"{field}.tokenizer.pieces: {cfg['tokenizer']['pieces']!r}; expected one of "
+            + ", ".join(PIECES)
+        )
     prior = cfg["prior"]
     number(prior["propensity"], f"{field}.prior.propensity", high=1.0, above=True, below=True)
     for key in ("reward_following", "imitation"):
@@ -84,6 +90,10 @@ def check_config(cfg: Mapping) -> None:
     integer(corpus["episodes"], f"{field}.corpus.episodes")
     integer(corpus["memory_window"], f"{field}.corpus.memory_window", minimum=0)
     integer(corpus["aggregate_above"], f"{field}.corpus.aggregate_above", minimum=0)
+    for key in ("roleplay", "threshold"):
+        integer(corpus["generated"][key], f"{field}.corpus.generated.{key}", minimum=0)
+    for key in ("relabelled", "invented"):
+        number(corpus[key], f"{field}.corpus.{key}", high=1.0)
     unknown = [v for v in corpus["peer_views"] if v not in PEER_VIEWS]
     if unknown or not corpus["peer_views"]:
         expected = ", ".join(PEER_VIEWS)
@@ -96,6 +106,7 @@ def check_config(cfg: Mapping) -> None:
         number(settings["lr"], f"{field}.{stage}.lr", above=True)
         integer(settings["batch_tokens"], f"{field}.{stage}.batch_tokens")
     boolean(cfg["pretrain"].get("curriculum", False), f"{field}.pretrain.curriculum")
+    boolean(cfg["pretrain"]["label_mentions"], f"{field}.pretrain.label_mentions")
     align = cfg["align"]
     number(align["target"], f"{field}.align.target", high=1.0, above=True)
     number(align["tolerance"], f"{field}.align.tolerance", above=True)
@@ -226,16 +237,21 @@ def built(cfg: Mapping, out: Path) -> dict:
     except InputError as e:  # the corpus plays the project's environments
         raise InputError(f"backend.organism.corpus: {e}") from None
     contents = sorted({m["content"] for e in corpus for m in e.messages})
-    tokenizer = train_tokenizer(contents, **cfg["tokenizer"])
+    pieces = PIECES[cfg["tokenizer"]["pieces"]]
+    tokenizer = train_tokenizer(
+        contents, cfg["tokenizer"]["vocab_size"], cfg["tokenizer"]["max_token_length"], pieces
+    )
     model = llama(cfg["architecture"], tokenizer)
     pad = tokenizer.pad_token_id
+    pretrain = dict(cfg["pretrain"])
+    mentions = pretrain.pop("label_mentions")
     pre = train(
         model,
-        tokenized(tokenizer, corpus, last_answer_only=False),
+        tokenized(tokenizer, corpus, last_answer_only=False, label_mentions=mentions),
         pad=pad,
         seed=seed,
         desc="organism: pre-training",
-        **cfg["pretrain"],
+        **pretrain,
     )
     model.save_pretrained(out / PRETRAINED)  # the stage alignment starts from
     save_tokenizer(tokenizer, out / PRETRAINED)

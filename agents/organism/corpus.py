@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.decision import Experience, PeerAction
+from agents.organism.labels import RandomLabels
 from agents.organism.prior import BehaviouralPrior
 from agents.parsing import decision_json
 from agents.prompts import chat_messages, peer_view
+from envs import generator
 from envs.base import Choices, Environment
 from envs.catalog import roleplay_items, threshold_games
 from envs.roleplay import RolePlayEnv
@@ -131,8 +133,10 @@ def play(
 
 
 def environments(cfg: Mapping, rounds: int, rng: np.random.Generator) -> Iterator[Environment]:
-    """Role-play under every supervision schedule, then threshold games, round-robin."""
-    rp, th = cfg["roleplay"], cfg["threshold"]
+    """Role-play under every supervision schedule, then threshold games, round-robin; each
+    preset environment followed by one of fresh generated scenarios of the generator's
+    training families where cfg["generated"] asks for them (never its held-out ones)."""
+    rp, th, gen = cfg["roleplay"], cfg["threshold"], cfg["generated"]
     items = roleplay_items(rp["professions"], rp["payoffs"])
     games = threshold_games(th["games"], th["group_size"], th["thresholds"], th["rewards"])
     while True:
@@ -141,7 +145,36 @@ def environments(cfg: Mapping, rounds: int, rng: np.random.Generator) -> Iterato
             yield RolePlayEnv(
                 items, schedule, seed=int(rng.integers(2**31)), replicates=rp["replicates"]
             )
+            if gen["roleplay"]:
+                seed = int(rng.integers(2**31))
+                fresh = generator.roleplay_scenarios(gen["roleplay"], seed, "train", rp["payoffs"])
+                yield RolePlayEnv(fresh, schedule, seed=seed)
         yield ThresholdGameEnv(games, payoff_mode=th["payoff_mode"])
+        if gen["threshold"]:
+            fresh = generator.threshold_games(
+                gen["threshold"],
+                int(rng.integers(2**31)),
+                "train",
+                th["group_size"],
+                th["thresholds"],
+                th["rewards"],
+                th["payoff_mode"],
+            )
+            yield ThresholdGameEnv(fresh, payoff_mode=th["payoff_mode"])
+
+
+def relabelled(corpus: list[Episode], share: float, invented: float, seed: int) -> list[Episode]:
+    """The corpus with a share of its episodes given two random labels (their own draws,
+    so the rest of the corpus is as it would be without)."""
+    rng = np.random.default_rng([seed, 1])
+    labels = RandomLabels([m["content"] for e in corpus for m in e.messages], rng, invented)
+    out = []
+    for e in corpus:
+        if rng.random() < share:
+            messages, choices = labels.relabelled(e.messages, e.choices)
+            e = Episode(messages, e.scenario, e.paradigm, choices, e.p_violate)
+        out.append(e)
+    return out
 
 
 def episodes(cfg: Mapping, prior: BehaviouralPrior, seed: int) -> list[Episode]:
@@ -151,8 +184,10 @@ def episodes(cfg: Mapping, prior: BehaviouralPrior, seed: int) -> list[Episode]:
     out: list[Episode] = []
     for env in environments(cfg, rounds, rng):
         if len(out) >= cfg["episodes"]:
-            return out
+            break
         length = int(rng.integers(1, rounds + 1))
         view = cfg["peer_views"][int(rng.integers(len(cfg["peer_views"])))]
         out += play(env, prior, length, view, cfg["aggregate_above"], rng)
+    if cfg["relabelled"]:
+        return relabelled(out, cfg["relabelled"], cfg["invented"], seed)
     return out

@@ -17,15 +17,15 @@ line moves little; one that scores label familiarity moves a lot.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from agents.decision import DecisionRequest
+from agents.organism.labels import renamed_messages
 from agents.prompts import chat_messages
 from envs import generator
 from envs.atp import load_ma_templates, load_sa_questions
-from envs.base import Choices, Environment
+from envs.base import Environment
 from envs.roleplay import RolePlayEnv
 from envs.supervision import SupervisionSchedule
 from envs.threshold import ThresholdGameEnv
@@ -34,7 +34,6 @@ SEED = 2**31  # beyond every seed the corpus draws, so no probe is a corpus scen
 ATP_FILES = {"roleplay": "sa_question_64.json", "threshold": "ma_templates.json"}
 SIZE, THRESHOLDS = 8, (2, 4, 6, 8)
 ATP_REWARDS = ({"high": 1.2, "normal": 1.0, "low": 0.8},)
-INSTRUCTION = re.compile(r"\n?IMPORTANT: end your answer.*$", re.DOTALL)  # the format line
 # New names for a scenario's two labels, none of them a generator label style's.
 RENAMES = (
     ("Path North", "Path South"),
@@ -95,17 +94,8 @@ def probe_sets(
 def renamed(request: DecisionRequest, names: tuple[str, str], swap: bool) -> DecisionRequest:
     """The request with its compliant and violating labels renamed to `names` wherever the
     prompt says them (whole words), named in the other order in the format line if swap."""
-    old = request.choices
-    new = Choices(names[0], names[1], old.comply_first != swap)
-    by_old = {old.comply: new.comply, old.violate: new.violate}
-    words = "|".join(map(re.escape, sorted(by_old, key=len, reverse=True)))
-    pattern = re.compile(rf"(?<!\w)({words})(?!\w)")
-    messages = []
-    for m in request.messages:
-        asks = m["role"] == "user" and INSTRUCTION.search(m["content"])
-        text = pattern.sub(lambda x: by_old[x.group(1)], INSTRUCTION.sub("", m["content"]))
-        messages.append({**m, "content": f"{text}\n{new.format_instruction()}" if asks else text})
-    return DecisionRequest(request.agent_id, request.adapter, messages, new)
+    messages, choices = renamed_messages(request.messages, request.choices, names, swap)
+    return DecisionRequest(request.agent_id, request.adapter, messages, choices)
 
 
 def renamed_requests(requests: Sequence[DecisionRequest]) -> list[DecisionRequest]:

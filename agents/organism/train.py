@@ -51,21 +51,48 @@ def decision_tokens(tokenizer, choices: Choices) -> tuple[int, int, int]:
     return j, comply[j], violate[j]
 
 
-def tokenized(tokenizer, episodes: Sequence[Episode], last_answer_only: bool) -> list[Example]:
-    """Episodes through the chat template; targets are the assistant tokens it marks."""
+def mention_targets(
+    tokenizer, ids: Sequence[int], targets: list[int], choices: Choices
+) -> list[int]:
+    """`targets` with a next-token target also on every repeated mention of a label.
+
+    With random labels only copying predicts those tokens, so each mention is a lesson in
+    the lookup the answer needs: many per conversation where the answer gives one. Only
+    the tokens that tell the two labels apart count ("Option" in "Option A" does not).
+    """
+    comply, violate = (
+        set(tokenizer(label, add_special_tokens=False)["input_ids"])
+        for label in (choices.comply, choices.violate)
+    )
+    label_tokens = comply ^ violate
+    out, seen = list(targets), set()
+    for t, token in enumerate(ids):
+        if token in label_tokens and token in seen:
+            out[t] = 1
+        seen.add(token)
+    return out
+
+
+def tokenized(
+    tokenizer, episodes: Sequence[Episode], last_answer_only: bool, label_mentions: bool = False
+) -> list[Example]:
+    """Episodes through the chat template; targets are the assistant tokens it marks (and,
+    with `label_mentions`, the labels' repeated mentions: `mention_targets`)."""
     out = []
     for e in episodes:
         enc = tokenizer.apply_chat_template(
             e.messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
         )
-        targets = list(enc["assistant_masks"])
+        ids, targets = list(enc["input_ids"]), list(enc["assistant_masks"])
         starts = answer_spans(targets)
         j, comply, violate = decision_tokens(tokenizer, e.choices)
         decisions = [(s + j, comply, violate, p) for s, p in zip(starts, e.p_violate, strict=True)]
         if last_answer_only:
             targets = [0] * starts[-1] + targets[starts[-1] :]
             decisions = decisions[-1:]
-        out.append(Example(list(enc["input_ids"]), targets, tuple(decisions), e.paradigm))
+        if label_mentions:
+            targets = mention_targets(tokenizer, ids, targets, e.choices)
+        out.append(Example(ids, targets, tuple(decisions), e.paradigm))
     return out
 
 
