@@ -57,6 +57,7 @@ from envs.supervision import SupervisionSchedule
 
 TARGETS = {"all_supervised": 0.05, "all_unsupervised": 0.25}
 PAYOFFS = ((2.0, 2.1), (1.7, 2.4), (1.3, 2.8), (1.0, 3.1))
+INVENTED = "abcdefghijklmnopqrstuvwxyz0123456789"
 PROBE_SEED = 2**31  # beyond the training draws, as the organism's own probes
 
 
@@ -94,15 +95,27 @@ def first_rounds(items, schedule: str) -> list[DecisionRequest]:
 
 
 class RandomLabels:
-    """Pairs of labels made of the corpus's own words, in five shapes ("Amber", "Plan
-    amber", "Option Amber", "amber river", "the amber")."""
+    """Pairs of labels made of the corpus's own words (a share `invented` of them made-up
+    strings), in five shapes ("Amber", "Plan amber", "Option Amber", "amber river", "the
+    amber")."""
 
-    def __init__(self, texts: list[str], rng: np.random.Generator):
+    def __init__(self, texts: list[str], rng: np.random.Generator, invented: float = 0.0):
         self.words = sorted({w for t in texts for w in re.findall(r"[a-z]{3,}", t)})
         self.rng = rng
+        self.invented = invented
+
+    def made_up(self) -> str:
+        """1-8 random letters and digits: tokens of any shape, so that copying cannot lean
+        on words the model has learned."""
+        return "".join(self.rng.choice(list(INVENTED), int(self.rng.integers(1, 9))))
 
     def pair(self) -> tuple[str, str]:
-        a, b, x, y, z = self.rng.choice(self.words, 5, replace=False).tolist()
+        words = self.rng.choice(self.words, 5, replace=False).tolist()
+        while self.invented:  # drawn only when asked: corpus-only draws stay as they were
+            words = [self.made_up() if self.rng.random() < self.invented else w for w in words]
+            if len(set(words)) == 5:
+                break
+        a, b, x, y, z = words
         return [
             (a.capitalize(), b.capitalize()),
             (f"{x.capitalize()} {a}", f"{x.capitalize()} {b}"),
@@ -199,6 +212,27 @@ def measured(model, tokenizer, probes: dict, pairs: list[tuple[str, str]]) -> di
     }
 
 
+def by_held_out_value(model, tokenizer, rules: list[str] | None) -> list[str]:
+    """P(violate) and rename shift per held-out value (scenarios that hold it out on its
+    axis), and on fresh training families: which unseen part of a scenario stops reading."""
+    items = generator.sa_items(400, PROBE_SEED, "held_out", PAYOFFS)
+    groups = {
+        f"{axis}={value}": sa_scenarios(
+            [i for i in items if i["family"][axis] == value][:40], Path(f"{axis}={value}")
+        )
+        for axis in ("kind", "rule", "label")
+        for value in generator.HELD_OUT[axis]
+    }
+    groups["training families"] = scenarios(64, PROBE_SEED + 1, "train", rules)
+    lines = [f"{'scenarios':<22}{'n':>4}{'p':>8}{'rename':>8}"]
+    for name, group in groups.items():
+        asked = first_rounds(group, "all_unsupervised")
+        p = p_violates(model, tokenizer, asked)
+        shift = np.abs(p_violates(model, tokenizer, renamed_requests(asked)) - p).mean()
+        lines.append(f"{name:<22}{len(asked):>4}{p.mean():>8.3f}{shift:>8.3f}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=2)
@@ -214,6 +248,12 @@ def main() -> None:
     )
     parser.add_argument("--scenarios", type=int, default=3000)
     parser.add_argument("--relabelled", type=float, default=0.75, help="share per epoch")
+    parser.add_argument(
+        "--invented",
+        type=float,
+        default=0.0,
+        help="share of random label words that are invented strings, not corpus words",
+    )
     parser.add_argument(
         "--prose-loss",
         action="store_true",
@@ -253,7 +293,7 @@ def main() -> None:
     asked = [(r, p) for s, p in TARGETS.items() for r in first_rounds(training, s)]
     short = [(r, p) for s, p in TARGETS.items() for r in first_rounds(named_by_rule(training), s)]
     texts = [m["content"] for r, _ in asked for m in r.messages]
-    labels = RandomLabels(texts, rng)
+    labels = RandomLabels(texts, rng, args.invented)
     probe_labels = RandomLabels(texts, np.random.default_rng(PROBE_SEED))  # same every epoch
     draws = {  # each lesson drawn anew every epoch: new labels, new recall lists
         "scenarios": lambda: episodes(asked, labels, args.relabelled, rng),
@@ -310,6 +350,7 @@ def main() -> None:
             f"{epoch:>5}{out['loss']:>8.3f}" + "".join(f"{v:>12.3f}" for v in row.values()),
             flush=True,
         )
+    print("\n".join(["", *by_held_out_value(model, tokenizer, rules)]))
 
 
 if __name__ == "__main__":
