@@ -33,7 +33,6 @@ Measured (2 layers, hidden 64, 3000 scenarios; about 10 minutes on one core): RE
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,9 +44,10 @@ from agents.backends.hf import HFBackend
 from agents.decision import DecisionRequest
 from agents.organism.build import llama, p_violates
 from agents.organism.corpus import Episode
+from agents.organism.labels import RandomLabels
 from agents.organism.probes import opening_requests, renamed, renamed_requests
 from agents.organism.tokenizer import PHRASES, WORDS, train_tokenizer
-from agents.organism.train import Example, tokenized, train
+from agents.organism.train import tokenized, train
 from agents.parsing import decision_json
 from envs import generator
 from envs.atp import sa_scenarios
@@ -57,7 +57,6 @@ from envs.supervision import SupervisionSchedule
 
 TARGETS = {"all_supervised": 0.05, "all_unsupervised": 0.25}
 PAYOFFS = ((2.0, 2.1), (1.7, 2.4), (1.3, 2.8), (1.0, 3.1))
-INVENTED = "abcdefghijklmnopqrstuvwxyz0123456789"
 PROBE_SEED = 2**31  # beyond the training draws, as the organism's own probes
 
 
@@ -94,48 +93,16 @@ def first_rounds(items, schedule: str) -> list[DecisionRequest]:
     return opening_requests(RolePlayEnv(items, SupervisionSchedule(schedule, 1), 0))
 
 
-class RandomLabels:
-    """Pairs of labels made of the corpus's own words (a share `invented` of them made-up
-    strings), in five shapes ("Amber", "Plan amber", "Option Amber", "amber river", "the
-    amber")."""
-
-    def __init__(self, texts: list[str], rng: np.random.Generator, invented: float = 0.0):
-        self.words = sorted({w for t in texts for w in re.findall(r"[a-z]{3,}", t)})
-        self.rng = rng
-        self.invented = invented
-
-    def made_up(self) -> str:
-        """1-8 random letters and digits: tokens of any shape, so that copying cannot lean
-        on words the model has learned."""
-        return "".join(self.rng.choice(list(INVENTED), int(self.rng.integers(1, 9))))
-
-    def pair(self) -> tuple[str, str]:
-        words = self.rng.choice(self.words, 5, replace=False).tolist()
-        while self.invented:  # drawn only when asked: corpus-only draws stay as they were
-            words = [self.made_up() if self.rng.random() < self.invented else w for w in words]
-            if len(set(words)) == 5:
-                break
-        a, b, x, y, z = words
-        return [
-            (a.capitalize(), b.capitalize()),
-            (f"{x.capitalize()} {a}", f"{x.capitalize()} {b}"),
-            (f"Option {a.capitalize()}", f"Option {b.capitalize()}"),
-            (f"{a} {y}", f"{b} {z}"),
-            (f"the {a}", f"the {b}"),
-        ][int(self.rng.integers(5))]
-
-    def relabelled(self, request: DecisionRequest) -> DecisionRequest:
-        return renamed(request, self.pair(), bool(self.rng.integers(2)))
-
-
 def episodes(asked, labels: RandomLabels, share: float, rng) -> list[Episode]:
     """Each request answered compliantly (its target P(violate) on the decision token),
     relabelled at random with probability `share`, in a seeded order."""
     out = []
     for request, p in asked:
-        r = labels.relabelled(request) if rng.random() < share else request
-        answer = {"role": "assistant", "content": decision_json(r.choices.comply)}
-        out.append(Episode([*r.messages, answer], str(r.agent_id), "roleplay", r.choices, (p,)))
+        messages, choices = request.messages, request.choices
+        if rng.random() < share:
+            messages, choices = labels.relabelled(messages, choices)
+        answer = {"role": "assistant", "content": decision_json(choices.comply)}
+        out.append(Episode([*messages, answer], str(request.agent_id), "roleplay", choices, (p,)))
     return [out[i] for i in rng.permutation(len(out))]
 
 
@@ -162,25 +129,6 @@ def recall_episodes(labels: RandomLabels, n: int, rng: np.random.Generator) -> l
         ]
         out.append(Episode(messages, f"recall-{i}", "recall", choices, (0.0,)))
     return out
-
-
-def with_mentions(tokenizer, example: Example, choices: Choices) -> Example:
-    """The example with a next-token target also on every repeated mention of a label in
-    the prompt. With random labels only copying predicts those tokens, so each mention is
-    a lesson in the lookup the answer needs: many per scenario where the answer gives one.
-    Only the tokens that tell the two labels apart count ("Option" in "Option A" does not).
-    """
-    comply, violate = (
-        set(tokenizer(label, add_special_tokens=False)["input_ids"])
-        for label in (choices.comply, choices.violate)
-    )
-    label_tokens = comply ^ violate
-    targets, seen = list(example.targets), set()
-    for t, token in enumerate(example.ids):
-        if token in label_tokens and token in seen:
-            targets[t] = 1
-        seen.add(token)
-    return replace(example, targets=targets)
 
 
 def offered(model, tokenizer, requests) -> np.ndarray:
@@ -264,7 +212,7 @@ def main() -> None:
         "--label-loss",
         action="store_true",
         help="next-token loss also on every repeated mention of a label in the prompt "
-        "(with_mentions)",
+        "(agents/organism/train.py: mention_targets)",
     )
     parser.add_argument(
         "--recall",
@@ -326,14 +274,9 @@ def main() -> None:
     print(f"{0:>5}{'':>8}" + "".join(f"{v:>12.3f}" for v in row.values()), flush=True)
     for epoch, lesson in enumerate(lessons, start=1):
         corpus = unused.pop(lesson) if lesson in unused else draws[lesson]()
-        examples = tokenized(tokenizer, corpus, last_answer_only=True)
+        examples = tokenized(tokenizer, corpus, True, label_mentions=args.label_loss)
         if args.prose_loss:
             examples = [replace(e, targets=[0] + [1] * (len(e.ids) - 1)) for e in examples]
-        if args.label_loss:
-            examples = [
-                with_mentions(tokenizer, x, e.choices)
-                for x, e in zip(examples, corpus, strict=True)
-            ]
         out = train(
             model,
             examples,
