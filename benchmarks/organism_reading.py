@@ -40,9 +40,8 @@ import numpy as np
 import torch
 import transformers
 
-from agents.backends.hf import HFBackend
 from agents.decision import DecisionRequest
-from agents.organism.build import llama, p_violates
+from agents.organism.build import llama, p_offered, p_violates
 from agents.organism.corpus import Episode
 from agents.organism.labels import RandomLabels
 from agents.organism.probes import opening_requests, renamed, renamed_requests
@@ -131,15 +130,6 @@ def recall_episodes(labels: RandomLabels, n: int, rng: np.random.Generator) -> l
     return out
 
 
-def offered(model, tokenizer, requests) -> np.ndarray:
-    """P(the answer is one of the two labels offered), whole answers scored as backend=hf
-    scores them: 1 for a model that copies its answer from the format line."""
-    backend = HFBackend(np.random.default_rng(0), model, tokenizer, argmax=True)
-    prompts = [backend.scorer.prompt_text(r) for r in requests]
-    logprobs, _, _ = backend.label_logprobs(requests, prompts)
-    return np.exp(np.array(logprobs)).sum(axis=1)
-
-
 def measured(model, tokenizer, probes: dict, pairs: list[tuple[str, str]]) -> dict[str, float]:
     own, held = probes["own"], probes["held_out"]
     relabelled = [renamed(r, x, False) for r, x in zip(own, pairs, strict=True)]
@@ -152,7 +142,7 @@ def measured(model, tokenizer, probes: dict, pairs: list[tuple[str, str]]) -> di
         "own p": float(p_violates(model, tokenizer, own).mean()),
         "random p": float((ab + ba).mean() / 2),
         "flip": float(np.abs(ab - ba).mean()),
-        "offered": float(offered(model, tokenizer, relabelled).mean()),
+        "offered": float(p_offered(model, tokenizer, relabelled).mean()),
         "held-out p": float(p_held.mean()),
         "rename": float(
             np.abs(p_violates(model, tokenizer, renamed_requests(held)) - p_held).mean()

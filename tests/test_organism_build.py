@@ -188,6 +188,8 @@ def test_build_writes_a_hugging_face_checkpoint_and_its_report(tiny_organism):
         assert unseen[stage].keys() == unseen["prompts"].keys()
         assert all(0 <= p <= 1 for p in unseen[stage].values())
     assert set(unseen["rename_shift"]) == {"roleplay", "threshold"}
+    assert set(unseen["offered_when_renamed"]) == {"roleplay", "threshold"}
+    assert all(0 < p <= 1 + 1e-6 for p in unseen["offered_when_renamed"].values())
     assert not [p for p in root.iterdir() if p.name.startswith(".organism-") and p.is_dir()]
 
 

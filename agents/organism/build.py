@@ -40,7 +40,7 @@ from agents.organism.train import tokenized, train
 from agents.prompts import PEER_VIEWS
 from envs.errors import InputError, boolean, integer, number
 
-VERSION = 6  # bump when the build changes what a config produces
+VERSION = 7  # bump when the build changes what a config produces
 META = "organism.json"
 PIECES = {"phrases": PHRASES, "words": WORDS}  # backend.organism.tokenizer.pieces
 PRETRAINED = "pretrained"
@@ -188,9 +188,30 @@ def p_violates(model, tokenizer, requests: Sequence[DecisionRequest]) -> np.ndar
     return np.array([d.p_violate for d in scorer.decide(requests, "score")])
 
 
+def p_offered(model, tokenizer, requests: Sequence[DecisionRequest]) -> np.ndarray:
+    """P(the answer is one of the two labels offered) of each request, whole answers scored
+    as backend=hf scores them: 1 for a model that copies its answer from the format line,
+    near 0 for one that answers with labels it knows (its P(violate) is then a ratio of
+    two small numbers, not a decision)."""
+    scorer = HFBackend(np.random.default_rng(0), model, tokenizer, argmax=True)
+    prompts = [scorer.scorer.prompt_text(r) for r in requests]
+    logprobs, _, _ = scorer.label_logprobs(requests, prompts)
+    return np.exp(np.array(logprobs)).sum(axis=1)
+
+
 def violation_rates(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]]) -> dict:
     """Mean P(violate) per probe set (a paradigm, or a paradigm's unseen scenarios)."""
     return {name: float(p_violates(model, tokenizer, r).mean()) for name, r in probes.items()}
+
+
+def offered_when_renamed(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]]):
+    """Mean P(the answer is one of the offered labels) on the held-out scenarios renamed,
+    per paradigm (`p_offered`): whether the organism copies labels it never saw."""
+    return {
+        name.split("/")[0]: float(p_offered(model, tokenizer, renamed_requests(r)).mean())
+        for name, r in probes.items()
+        if name.endswith("/held_out")
+    }
 
 
 def rename_shift(
@@ -311,6 +332,7 @@ def built(cfg: Mapping, out: Path) -> dict:
             "after_alignment": {name: float(p.mean()) for name, p in scored.items()},
             "prompts": {name: len(r) for name, r in unseen.items()},
             "rename_shift": rename_shift(model, tokenizer, unseen, scored),
+            "offered_when_renamed": offered_when_renamed(model, tokenizer, unseen),
         },
         "episodes": len(corpus),
         "pretrain": pre,
