@@ -1,4 +1,6 @@
-"""The organism's data: episodes played in the project's own environments under the prior.
+"""The organism's data: episodes played in the project's own environments under the prior
+(its presets, and where asked generated scenarios of the training families and episodes
+given random labels).
 
 Every episode is one agent's whole conversation, built as the simulator builds it
 (agents.prompts.chat_messages, feedback plus agents.prompts.peer_view), with the prior's

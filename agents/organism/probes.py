@@ -7,7 +7,8 @@ game, a rule or threshold wording, a label style), and ATP's own files ("atp":
 sa_question_64.json and ma_templates.json, evaluation data read where they lie and never
 trained on). Role-play is asked as ATP asks it (all_unsupervised: the neutral supervision
 text); threshold games with ATP's rewards at every threshold. The organism's corpus is
-the project's presets, so every one of these sets is unseen by it.
+the project's presets (with `corpus.generated`, also other scenarios of the training
+families, drawn at seeds below SEED), so every one of these sets is unseen by it.
 
 `renamed_requests` asks the held-out scenarios again with both labels renamed (and named
 in the other order every other time): an organism that reads its answer from the format
