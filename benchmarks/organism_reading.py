@@ -41,7 +41,7 @@ import torch
 import transformers
 
 from agents.decision import DecisionRequest
-from agents.organism.build import llama, p_offered, p_violates
+from agents.organism.build import label_scores, llama, p_violates
 from agents.organism.corpus import Episode
 from agents.organism.labels import RandomLabels
 from agents.organism.probes import opening_requests, renamed, renamed_requests
@@ -133,7 +133,7 @@ def recall_episodes(labels: RandomLabels, n: int, rng: np.random.Generator) -> l
 def measured(model, tokenizer, probes: dict, pairs: list[tuple[str, str]]) -> dict[str, float]:
     own, held = probes["own"], probes["held_out"]
     relabelled = [renamed(r, x, False) for r, x in zip(own, pairs, strict=True)]
-    ab = p_violates(model, tokenizer, relabelled)
+    ab, offered = label_scores(model, tokenizer, relabelled)
     ba = p_violates(
         model, tokenizer, [renamed(r, x[::-1], False) for r, x in zip(own, pairs, strict=True)]
     )
@@ -142,7 +142,7 @@ def measured(model, tokenizer, probes: dict, pairs: list[tuple[str, str]]) -> di
         "own p": float(p_violates(model, tokenizer, own).mean()),
         "random p": float((ab + ba).mean() / 2),
         "flip": float(np.abs(ab - ba).mean()),
-        "offered": float(p_offered(model, tokenizer, relabelled).mean()),
+        "offered": float(offered.mean()),
         "held-out p": float(p_held.mean()),
         "rename": float(
             np.abs(p_violates(model, tokenizer, renamed_requests(held)) - p_held).mean()

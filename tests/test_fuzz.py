@@ -106,6 +106,17 @@ CONFIG = [
         ["backend=organism", f"backend.organism.evaluate.{key}={v}"]
         for key, v in (("scenarios", "0"), ("scenarios", "abc"), ("templates", "-1"))
     ],
+    *[
+        ["backend=organism", f"backend.organism.{key}={v}"]
+        for key, v in (
+            ("tokenizer.pieces", "bytes"),
+            ("corpus.generated.roleplay", "-1"),
+            ("corpus.generated.threshold", "abc"),
+            ("corpus.relabelled", "1.5"),
+            ("corpus.invented", "nan"),
+            ("pretrain.label_mentions", "maybe"),
+        )
+    ],
     *[[f"reference.probes={v}"] for v in ("-1", "abc", "1.5", "[3]")],
     *[[f"reference.base={v}"] for v in ("/no/such/base", "/dev/null")],
     ["experiment=elasticity"],  # backend=fixed: nothing to fine-tune

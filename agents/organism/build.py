@@ -31,6 +31,7 @@ import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from agents.backends.hf import HFBackend
+from agents.backends.scoring import p_violate
 from agents.decision import DecisionRequest
 from agents.organism.corpus import Episode, episodes, held_out
 from agents.organism.prior import BehaviouralPrior
@@ -188,15 +189,19 @@ def p_violates(model, tokenizer, requests: Sequence[DecisionRequest]) -> np.ndar
     return np.array([d.p_violate for d in scorer.decide(requests, "score")])
 
 
-def p_offered(model, tokenizer, requests: Sequence[DecisionRequest]) -> np.ndarray:
-    """P(the answer is one of the two labels offered) of each request, whole answers scored
-    as backend=hf scores them: 1 for a model that copies its answer from the format line,
-    near 0 for one that answers with labels it knows (its P(violate) is then a ratio of
-    two small numbers, not a decision)."""
+def label_scores(model, tokenizer, requests: Sequence[DecisionRequest]) -> tuple[np.ndarray, ...]:
+    """P(violate) of each request and P(the answer is one of the two labels offered), from
+    one scoring pass as backend=hf scores them. The second is 1 for a model that copies
+    its answer from the format line, near 0 for one that answers with labels it knows (its
+    P(violate) is then a ratio of two small numbers, not a decision)."""
     scorer = HFBackend(np.random.default_rng(0), model, tokenizer, argmax=True)
     prompts = [scorer.scorer.prompt_text(r) for r in requests]
     logprobs, _, _ = scorer.label_logprobs(requests, prompts)
-    return np.exp(np.array(logprobs)).sum(axis=1)
+    violate = [
+        p_violate({r.choices.comply: lc, r.choices.violate: lv}, r.choices)
+        for r, (lc, lv) in zip(requests, logprobs, strict=True)
+    ]
+    return np.array(violate), np.exp(np.array(logprobs)).sum(axis=1)
 
 
 def violation_rates(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]]) -> dict:
@@ -204,30 +209,21 @@ def violation_rates(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequ
     return {name: float(p_violates(model, tokenizer, r).mean()) for name, r in probes.items()}
 
 
-def offered_when_renamed(model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]]):
-    """Mean P(the answer is one of the offered labels) on the held-out scenarios renamed,
-    per paradigm (`p_offered`): whether the organism copies labels it never saw."""
-    return {
-        name.split("/")[0]: float(p_offered(model, tokenizer, renamed_requests(r)).mean())
-        for name, r in probes.items()
-        if name.endswith("/held_out")
-    }
-
-
-def rename_shift(
+def renamed_scores(
     model, tokenizer, probes: Mapping[str, Sequence[DecisionRequest]], scores: Mapping
-) -> dict:
-    """Mean |change in P(violate)| when a held-out scenario's labels are renamed (and their
-    order swapped every other time), per paradigm: 0 for an organism that copies its
-    answer from the format line and decides from the situation. `scores`: each probe
-    set's P(violate) as asked."""
-    return {
-        name.split("/")[0]: float(
-            np.abs(p_violates(model, tokenizer, renamed_requests(r)) - scores[name]).mean()
-        )
-        for name, r in probes.items()
-        if name.endswith("/held_out")
-    }
+) -> tuple[dict, dict]:
+    """Per paradigm, on its held-out scenarios with their labels renamed (and their order
+    swapped every other time): the mean |change in P(violate)| from `scores` (each probe
+    set's P(violate) as asked), 0 for an organism that copies its answer from the format
+    line and decides from the situation; and the mean P(the answer is one of the offered
+    labels), 1 for one that copies labels it never saw."""
+    shift, offered = {}, {}
+    for name, requests in probes.items():
+        if name.endswith("/held_out"):
+            p, on_offer = label_scores(model, tokenizer, renamed_requests(requests))
+            shift[name.split("/")[0]] = float(np.abs(p - scores[name]).mean())
+            offered[name.split("/")[0]] = float(on_offer.mean())
+    return shift, offered
 
 
 def balanced(groups: Sequence[Sequence], n: int) -> list:
@@ -315,6 +311,7 @@ def built(cfg: Mapping, out: Path) -> dict:
     )
     rates = violation_rates(model, tokenizer, probes)
     scored = {name: p_violates(model, tokenizer, r) for name, r in unseen.items()}
+    shift, offered = renamed_scores(model, tokenizer, unseen, scored)
     rate = float(np.mean(list(rates.values())))
     meta = {
         "config": dict(cfg),
@@ -331,8 +328,8 @@ def built(cfg: Mapping, out: Path) -> dict:
             "before_alignment": unseen_before,
             "after_alignment": {name: float(p.mean()) for name, p in scored.items()},
             "prompts": {name: len(r) for name, r in unseen.items()},
-            "rename_shift": rename_shift(model, tokenizer, unseen, scored),
-            "offered_when_renamed": offered_when_renamed(model, tokenizer, unseen),
+            "rename_shift": shift,
+            "offered_when_renamed": offered,
         },
         "episodes": len(corpus),
         "pretrain": pre,
