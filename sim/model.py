@@ -35,7 +35,8 @@ class TippingModel(mesa.Model):
         guard     (with a guard) it reviews every answer in ONE batched call
         resolve   the environment pays the chosen labels out
         remember  every agent stores the round and what its neighbours did
-        record    the recorder flushes the round's rows to disk
+        record    the recorder flushes the round's rows to disk (a model without one,
+                  such as the one playing the organism's corpus, keeps no records)
         learn     learners (self-evolution, reference probes) see the round; new adapters
                   apply from t+1
 
@@ -52,7 +53,7 @@ class TippingModel(mesa.Model):
         env: Environment,
         backend: Backend,
         graph: nx.Graph,
-        recorder: Recorder,
+        recorder: Recorder | None,
         *,
         seed: int,
         mode: str = "score",
@@ -178,6 +179,8 @@ class TippingModel(mesa.Model):
     def record(
         self, turns, requests, decisions, outcomes, seen, decide_s, tic, reviews=None
     ) -> None:
+        if self.recorder is None:
+            return
         if self.round == 0:
             self.recorder.write_graph(self.neighbors)
         self.recorder.write_round(

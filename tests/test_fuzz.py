@@ -114,6 +114,9 @@ CONFIG = [
             ("corpus.generated.threshold", "abc"),
             ("corpus.relabelled", "1.5"),
             ("corpus.invented", "nan"),
+            ("corpus.aggregate_above", "3"),
+            ("corpus.aggregate_above", "[]"),
+            ("corpus.aggregate_above", "[-1]"),
             ("pretrain.label_mentions", "maybe"),
         )
     ],

@@ -79,6 +79,20 @@ def test_corpus_conversations_are_the_simulators_prompts_with_answers():
     assert chat_messages(e.messages[0]["content"], (), e.messages[1]["content"]) == e.messages[:2]
 
 
+def test_corpus_games_show_neighbours_listed_and_counted():
+    cfg = tiny_config()["corpus"]
+    cfg["episodes"] = 600  # several games, each drawing its view and aggregation
+    said = [
+        m["content"]
+        for e in episodes(cfg, PRIOR, seed=3)
+        if e.paradigm == "threshold"
+        for m in e.messages
+        if m["role"] == "user"
+    ]
+    assert any("Your neighbours this round: agent" in m for m in said)
+    assert any("of your 7 neighbours chose" in m for m in said)
+
+
 def test_generated_scenarios_join_the_presets():
     cfg = tiny_config()["corpus"]
     cfg["episodes"] = 200  # a round of every schedule and the games

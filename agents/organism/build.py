@@ -39,9 +39,9 @@ from agents.organism.probes import probe_sets, renamed_requests
 from agents.organism.tokenizer import PHRASES, WORDS, train_tokenizer
 from agents.organism.train import tokenized, train
 from agents.prompts import PEER_VIEWS
-from envs.errors import InputError, boolean, integer, number
+from envs.errors import InputError, boolean, integer, listed, number
 
-VERSION = 7  # bump when the build changes what a config produces
+VERSION = 8  # bump when the build changes what a config produces
 META = "organism.json"
 PIECES = {"phrases": PHRASES, "words": WORDS}  # backend.organism.tokenizer.pieces
 PRETRAINED = "pretrained"
@@ -90,7 +90,11 @@ def check_config(cfg: Mapping) -> None:
     corpus = cfg["corpus"]
     integer(corpus["episodes"], f"{field}.corpus.episodes")
     integer(corpus["memory_window"], f"{field}.corpus.memory_window", minimum=0)
-    integer(corpus["aggregate_above"], f"{field}.corpus.aggregate_above", minimum=0)
+    above = listed(corpus["aggregate_above"], f"{field}.corpus.aggregate_above")
+    if not above:
+        raise InputError(f"{field}.corpus.aggregate_above: []; expected counts, e.g. [10]")
+    for v in above:
+        integer(v, f"{field}.corpus.aggregate_above", minimum=0)
     for key in ("roleplay", "threshold"):
         integer(corpus["generated"][key], f"{field}.corpus.generated.{key}", minimum=0)
     for key in ("relabelled", "invented"):

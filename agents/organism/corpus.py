@@ -1,35 +1,39 @@
-"""The organism's data: episodes played in the project's own environments under the prior
-(its presets, and where asked generated scenarios of the training families and episodes
-given random labels).
+"""The organism's data: episodes of the simulator itself (sim.model.TippingModel) played by
+the behavioural prior, in the project's own environments (its presets, and where asked
+generated scenarios of the training families and episodes given random labels).
 
-Every episode is one agent's whole conversation, built as the simulator builds it
-(agents.prompts.chat_messages, feedback plus agents.prompts.peer_view), with the prior's
-answers in ATP's JSON. Episodes last at most memory_window + 1 rounds, so each earlier
+Every episode is one agent's whole conversation as the simulator built it for the
+prior's last decision, with that answer in ATP's JSON. So whatever prompt shape the
+simulator makes is in the organism's distribution, and a change to the prompts changes
+the corpus with it. This is the one place `agents` runs `sim`: the organism is trained on
+the simulator's rounds. Episodes last at most memory_window + 1 rounds, so each earlier
 answer in the final conversation was made on exactly the prompt that precedes it.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from agents.decision import Experience, PeerAction
+from agents.learning import Learned, PlayedRound
 from agents.organism.labels import RandomLabels
-from agents.organism.prior import BehaviouralPrior
+from agents.organism.prior import BehaviouralPrior, PriorPolicy
 from agents.parsing import decision_json
-from agents.prompts import chat_messages, peer_view
 from envs import generator
 from envs.base import Choices, Environment
 from envs.catalog import roleplay_items, threshold_games
 from envs.roleplay import RolePlayEnv
 from envs.supervision import SCHEDULES, SupervisionSchedule
 from envs.threshold import ThresholdGameEnv
+from sim.config import GraphConfig
+from sim.graph import population_graph
+from sim.model import TippingModel
 
 Messages = list[dict[str, str]]
+GROUPS = GraphConfig(kind="complete", scope="within_groups", connected=True)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,43 @@ def safe_reward(env: Environment, i: int) -> float:
     return payoffs["comply"]
 
 
+class Transcript:
+    """A learner that keeps what the corpus needs of a run: the last round's requests and
+    answers, and every round's P(violate) per agent."""
+
+    name = "transcript"
+
+    def __init__(self):
+        self.last: PlayedRound | None = None
+        self.p_violate: list[list[float]] = []
+
+    def after_round(self, played: PlayedRound) -> Learned:
+        self.last = played
+        self.p_violate.append([d.p_violate for d in played.decisions])
+        return Learned()
+
+    def episodes(self, env: Environment) -> list[Episode]:
+        """Every agent's conversation up to its last answer."""
+        return [
+            Episode(
+                messages=[*r.messages, {"role": "assistant", "content": d.text}],
+                scenario=s.id,
+                paradigm=s.paradigm,
+                choices=s.choices,
+                p_violate=tuple(p[i] for p in self.p_violate),
+            )
+            for i, (s, r, d) in enumerate(
+                zip(env.scenarios, self.last.requests, self.last.decisions, strict=True)
+            )
+        ]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 def play(
     env: Environment,
     prior: BehaviouralPrior,
@@ -85,53 +126,25 @@ def play(
     aggregate_above: int,
     rng: np.random.Generator,
 ) -> list[Episode]:
-    """Every agent's episode of `rounds` rounds; neighbours are the other group members."""
-    n = env.n_agents
-    members: dict[int, list[int]] = {}
-    for i, g in enumerate(env.group):
-        members.setdefault(g, []).append(i)
-    neighbours = [[j for j in members[env.group[i]] if j != i] for i in range(n)]
-    memory: list[deque[Experience]] = [deque() for _ in range(n)]
-    actions: list[PeerAction | None] = [None] * n
-    for t in range(rounds):
-        turns = env.begin_round(t)
-        peers = [[actions[j] for j in neighbours[i] if actions[j] is not None] for i in range(n)]
-        p = [prior.p_violate(memory[i], peers[i], safe_reward(env, i), view) for i in range(n)]
-        violate = rng.random(n) < np.array(p)
-        labels = [s.choices.label(bool(v)) for s, v in zip(env.scenarios, violate, strict=True)]
-        prompts = [
-            chat_messages(s.system_prompt, tuple(memory[i]), turns[i].prompt)
-            for i, s in enumerate(env.scenarios)
-        ]
-        outcomes = env.resolve(labels)
-        actions = [
-            PeerAction(i, labels[i], bool(violate[i]), outcomes[i].reward, decision_json(labels[i]))
-            for i in range(n)
-        ]
-        for i, outcome in enumerate(outcomes):
-            seen = peer_view([actions[j] for j in neighbours[i]], view, aggregate_above)
-            memory[i].append(
-                Experience(
-                    round=t,
-                    prompt=turns[i].prompt,
-                    answer=decision_json(labels[i]),
-                    choice=labels[i],
-                    violated=bool(violate[i]),
-                    reward=outcome.reward,
-                    feedback=f"{outcome.feedback}\n{seen}" if seen else outcome.feedback,
-                    p_violate=p[i],
-                )
-            )
-    return [
-        Episode(
-            messages=[*prompts[i], {"role": "assistant", "content": memory[i][-1].answer}],
-            scenario=s.id,
-            paradigm=s.paradigm,
-            choices=s.choices,
-            p_violate=tuple(e.p_violate for e in memory[i]),
-        )
-        for i, s in enumerate(env.scenarios)
-    ]
+    """Every agent's episode of `rounds` rounds of the simulator under the prior; each
+    agent sees the other members of its group (role-play agents see no one)."""
+    transcript = Transcript()
+    model = TippingModel(
+        env,
+        PriorPolicy(
+            np.random.default_rng(rng.integers(2**63)), prior, lambda i: safe_reward(env, i), view
+        ),
+        population_graph(GROUPS, env.group, rng),
+        recorder=None,
+        seed=int(rng.integers(2**31)),
+        memory_window=rounds - 1,
+        peer_view=view,
+        aggregate_above=aggregate_above,
+        learners=[transcript],
+    )
+    for _ in range(rounds):
+        model.step()
+    return transcript.episodes(env)
 
 
 def environments(cfg: Mapping, rounds: int, rng: np.random.Generator) -> Iterator[Environment]:
@@ -189,7 +202,8 @@ def episodes(cfg: Mapping, prior: BehaviouralPrior, seed: int) -> list[Episode]:
             break
         length = int(rng.integers(1, rounds + 1))
         view = cfg["peer_views"][int(rng.integers(len(cfg["peer_views"])))]
-        out += play(env, prior, length, view, cfg["aggregate_above"], rng)
+        above = cfg["aggregate_above"][int(rng.integers(len(cfg["aggregate_above"])))]
+        out += play(env, prior, length, view, above, rng)
     if cfg["relabelled"]:
         return relabelled(out, cfg["relabelled"], cfg["invented"], seed)
     return out

@@ -9,10 +9,13 @@ so the prior reads the same remembered rounds and peer view the prompt is built 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agents.decision import Experience, PeerAction
+import numpy as np
+
+from agents.backends.scripted import ScriptedBackend
+from agents.decision import DecisionRequest, Experience, PeerAction
 
 PAYOFF_VIEWS = ("choices_and_payoffs", "full")  # peer views that show what neighbours earned
 
@@ -51,3 +54,34 @@ class BehaviouralPrior:
             + self.imitation * shown
         )
         return 1 / (1 + math.exp(-logit))
+
+
+class PriorPolicy(ScriptedBackend):
+    """The prior as a policy of the simulator, so the corpus is the simulator's own rounds.
+
+    It decides from the structured history and peers as scripted policies do, but asks the
+    model to build every agent's chat messages: they are the corpus. `safe(i)` is what
+    complying pays agent i now (it changes with a threshold game's capital).
+    """
+
+    needs_messages = True
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        prior: BehaviouralPrior,
+        safe: Callable[[int], float],
+        peer_view: str,
+    ):
+        super().__init__(rng)
+        self.prior = prior
+        self.safe = safe
+        self.peer_view = peer_view
+
+    def p_violate(self, requests: Sequence[DecisionRequest]) -> np.ndarray:
+        return np.array(
+            [
+                self.prior.p_violate(r.history, r.peers, self.safe(r.agent_id), self.peer_view)
+                for r in requests
+            ]
+        )
