@@ -93,16 +93,34 @@ def scenario_request() -> DecisionRequest:
     return DecisionRequest(0, None, chat_messages(s.system_prompt, (), prompt), s.choices)
 
 
-def test_generated_answers_parse_and_are_seeded(organism_config, organism_path):
-    reqs = [scenario_request()] * 6
+def test_generated_answers_are_seeded_and_sample_the_scored_distribution(
+    organism_config, organism_path
+):
+    """Sampling at temperature 1 draws from the distribution scoring measures: the share of
+    answers that are exactly one of the two offered labels is P(either label) and, among
+    them, the share that violates is P(violate). Anything else is recorded as invalid."""
+    req = scenario_request()
+    n = 400
     runs = [
-        make_backend(organism_config, np.random.default_rng(7)).decide(reqs, "generate")
+        make_backend(organism_config, np.random.default_rng(7)).decide([req] * n, "generate")
         for _ in range(2)
     ]
     assert [d.text for d in runs[0]] == [d.text for d in runs[1]]
-    assert all(d.valid for d in runs[0])
-    assert all(d.completion_tokens > 0 and d.prompt_tokens > 0 for d in runs[0])
-    assert all(d.latency_s > 0 and d.p_violate is None for d in runs[0])
+    sampled = runs[0]
+    assert all(d.completion_tokens > 0 and d.prompt_tokens > 0 for d in sampled)
+    assert all(d.latency_s > 0 and d.p_violate is None for d in sampled)
+    assert all(d.valid == (d.choice in (req.choices.comply, req.choices.violate)) for d in sampled)
+
+    scorer = make_backend(organism_config, np.random.default_rng(0))
+    [(lc, lv)], _, _ = scorer.label_logprobs([req], [scorer.scorer.prompt_text(req)])
+    answers = {decision_json(x): x for x in (req.choices.comply, req.choices.violate)}
+    offered = [next((x for a, x in answers.items() if d.text.startswith(a)), None) for d in sampled]
+    on_offer = [x for x in offered if x is not None]
+    assert all(d.choice == x for d, x in zip(sampled, offered, strict=True) if x is not None)
+    margin = 4 * 0.5 / np.sqrt(n)  # four standard errors of a share, at worst
+    assert abs(len(on_offer) / n - (np.exp(lc) + np.exp(lv))) < margin
+    share = sum(x == req.choices.violate for x in on_offer) / len(on_offer)
+    assert abs(share - np.exp(lv) / (np.exp(lc) + np.exp(lv))) < 4 * 0.5 / np.sqrt(len(on_offer))
 
 
 def run_rounds(tmp_path, schedule: str, seed: int) -> pl.DataFrame:
