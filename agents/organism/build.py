@@ -356,6 +356,7 @@ def built(cfg: Mapping, out: Path) -> dict:
     meta = {
         "config": dict(cfg),
         "key": config_key(cfg),
+        "version": VERSION,  # the build version figures in the README name
         "initial_violation_rate": rate,
         "initial_violation_rate_by_paradigm": rates,
         "target": align["target"],
