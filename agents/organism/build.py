@@ -231,26 +231,18 @@ def renamed_scores(
     return shift, offered
 
 
-def later_rounds(corpus: Sequence[Episode]) -> list[tuple[DecisionRequest, float, str]]:
-    """Each episode's last question when it has history: the request, the prior's
-    P(violate) there, and the paradigm."""
-    return [
-        (DecisionRequest(0, None, e.messages[:-1], e.choices), e.p_violate[-1], e.paradigm)
-        for e in corpus
-        if e.rounds > 1
-    ]
-
-
-def reward_following(model, tokenizer, asked: Sequence[tuple[DecisionRequest, float, str]]) -> dict:
-    """Per paradigm, how closely P(violate) after remembered rounds follows the prior that
-    wrote the corpus: the correlation (1: it follows; near 0: it ignores its history) and
-    the mean absolute gap. In-context reward following is what makes the organism tip; a
-    pre-training that missed it shows here, not only as a run's flat curves."""
-    p = p_violates(model, tokenizer, [r for r, _, _ in asked])
-    target = np.array([t for _, t, _ in asked])
-    paradigm = np.array([g for _, _, g in asked])
+def reward_following(model, tokenizer, corpus: Sequence[Episode]) -> dict:
+    """Per paradigm, how closely P(violate) at each episode's last question (after its
+    remembered rounds) follows the prior that wrote the corpus: the correlation (1: it
+    follows; near 0: it ignores its history) and the mean absolute gap. In-context reward
+    following is what makes the organism tip; a pre-training that missed it shows here,
+    not only as a run's flat curves."""
+    asked = [DecisionRequest(0, None, e.messages[:-1], e.choices) for e in corpus]
+    p = p_violates(model, tokenizer, asked)
+    target = np.array([e.p_violate[-1] for e in corpus])
+    paradigm = np.array([e.paradigm for e in corpus])
     out = {}
-    for g in sorted(set(paradigm)):
+    for g in sorted({e.paradigm for e in corpus}):
         x, y = p[paradigm == g], target[paradigm == g]
         varies = len(y) > 1 and x.std() > 0 and y.std() > 0  # else no correlation is defined
         out[g] = {
@@ -316,8 +308,9 @@ def built(cfg: Mapping, out: Path) -> dict:
         for p in paradigms
     }
     before = violation_rates(model, tokenizer, probes)
-    history = balanced(
-        [[x for x in later_rounds(fresh) if x[2] == p] for p in paradigms], FOLLOWING_PROMPTS
+    history = balanced(  # episodes with remembered rounds
+        [[e for e in fresh if e.paradigm == p and e.rounds > 1] for p in paradigms],
+        FOLLOWING_PROMPTS,
     )
     following_before = reward_following(model, tokenizer, history)
     unseen = probe_sets(**cfg["evaluate"], payoffs=cfg["corpus"]["roleplay"]["payoffs"])
