@@ -118,6 +118,8 @@ CONFIG = [
             ("corpus.aggregate_above", "[]"),
             ("corpus.aggregate_above", "[-1]"),
             ("pretrain.label_mentions", "maybe"),
+            ("pretrain.lr", "-1"),
+            ("pretrain.curriculum", "maybe"),
         )
     ],
     *[[f"reference.probes={v}"] for v in ("-1", "abc", "1.5", "[3]")],
