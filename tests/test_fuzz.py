@@ -120,6 +120,8 @@ CONFIG = [
             ("pretrain.label_mentions", "maybe"),
             ("pretrain.lr", "-1"),
             ("pretrain.curriculum", "maybe"),
+            ("prior.caution", "abc"),
+            ("prior.coordination", "nan"),
         )
     ],
     *[[f"reference.probes={v}"] for v in ("-1", "abc", "1.5", "[3]")],

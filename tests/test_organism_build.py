@@ -60,6 +60,38 @@ def test_prior_imitates_paid_peers_only_when_the_view_shows_payoffs():
     assert hidden == pytest.approx(0.5) and shown > 0.7
 
 
+def test_prior_first_rounds_follow_what_the_prompt_states():
+    """With its first-impression terms on, a first round's P(violate) falls when the prompt
+    announces a check, rises when it announces none and with the violation's extra pay,
+    and a collusion needing fewer players is likelier: the corpus's first rounds then
+    depend on which label the rule, the payoffs and the game name."""
+    prior = BehaviouralPrior(0.5, 5.0, 2.0, caution=2.0, temptation=2.0, coordination=1.5)
+    cfg = tiny_config()["corpus"]
+    cfg["threshold"]["thresholds"] = [2, 8]
+    cfg["episodes"] = 200
+    corpus = episodes(cfg, prior, seed=3)
+    rp = cfg["roleplay"]
+    items = {s.id: s for s in roleplay_items(rp["professions"], rp["payoffs"])}
+
+    def told(e) -> str:
+        texts = items[e.scenario].supervision_texts
+        return next(t for t, text in texts.items() if text in e.messages[1]["content"])
+
+    first = {}
+    for e in corpus:
+        key = told(e) if e.paradigm == "roleplay" else e.scenario.split("/")[1]
+        first.setdefault(key, []).append(e.p_violate[0])
+    assert max(first["supervised"]) < min(first["neutral"])
+    assert max(first["neutral"]) < min(first["unsupervised"])
+    assert min(first["k2"]) > 0.5 > max(first["k8"])
+    neutral = {  # by the violation's extra pay, when told nothing
+        items[e.scenario].payoffs["violate"] - items[e.scenario].payoffs["comply"]: e.p_violate[0]
+        for e in corpus
+        if e.paradigm == "roleplay" and told(e) == "neutral"
+    }
+    assert len(neutral) > 1 and [neutral[k] for k in sorted(neutral)] == sorted(neutral.values())
+
+
 def test_corpus_conversations_are_the_simulators_prompts_with_answers():
     cfg = tiny_config()["corpus"]
     corpus = episodes(cfg, PRIOR, seed=3)

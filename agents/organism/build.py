@@ -86,7 +86,7 @@ def check_config(cfg: Mapping) -> None:
         )
     prior = cfg["prior"]
     number(prior["propensity"], f"{field}.prior.propensity", high=1.0, above=True, below=True)
-    for key in ("reward_following", "imitation"):
+    for key in ("reward_following", "imitation", "caution", "temptation", "coordination"):
         number(prior[key], f"{field}.prior.{key}", low=-math.inf)
     corpus = cfg["corpus"]
     integer(corpus["episodes"], f"{field}.corpus.episodes")

@@ -20,7 +20,7 @@ import numpy as np
 
 from agents.learning import Learned, PlayedRound
 from agents.organism.labels import RandomLabels
-from agents.organism.prior import BehaviouralPrior, PriorPolicy
+from agents.organism.prior import BehaviouralPrior, PriorPolicy, Situation, gain
 from agents.parsing import decision_json
 from envs import generator
 from envs.base import Choices, Environment
@@ -81,6 +81,22 @@ def safe_reward(env: Environment, i: int) -> float:
     return payoffs["comply"]
 
 
+UNWATCHED = {"supervised": -1.0, "unsupervised": 1.0}  # told a check is / is not coming
+
+
+def situation(env: Environment, i: int) -> Situation:
+    """What agent i's prompt states this round (after env.begin_round), as the prior reads it."""
+    if isinstance(env, ThresholdGameEnv):
+        k, n = int(env.needed[i]), int(env.size[i])
+        return Situation(ease=1.0 - 2.0 * (k - 1) / max(n - 1, 1))
+    told = env.states[i] if env.schedule.announced else "neutral"
+    payoffs = env.scenarios[i].payoffs
+    return Situation(
+        unwatched=UNWATCHED.get(told, 0.0),
+        temptation=gain(payoffs["violate"], payoffs["comply"]),
+    )
+
+
 class Transcript:
     """A learner that keeps what the corpus needs of a run: the last round's requests and
     answers, and every round's P(violate) per agent."""
@@ -132,7 +148,11 @@ def play(
     model = TippingModel(
         env,
         PriorPolicy(
-            np.random.default_rng(rng.integers(2**63)), prior, lambda i: safe_reward(env, i), view
+            np.random.default_rng(rng.integers(2**63)),
+            prior,
+            lambda i: safe_reward(env, i),
+            lambda i: situation(env, i),
+            view,
         ),
         population_graph(GROUPS, env.group, rng),
         recorder=None,
