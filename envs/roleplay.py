@@ -56,9 +56,13 @@ class RolePlayEnv(Environment):
         self.states = self.schedule.states(t, self.n_agents, self.rng)
         return [self._turn(s, state) for s, state in zip(self.scenarios, self.states, strict=True)]
 
+    def told(self, state: str) -> str:
+        """The supervision state an agent is told: the round's own under a varying
+        schedule, neutral under a constant one (as ATP shows it)."""
+        return state if self.schedule.announced else "neutral"
+
     def _turn(self, scenario: Scenario, state: str) -> Turn:
-        told = state if self.schedule.announced else "neutral"
-        parts = [scenario.situation, scenario.supervision_texts.get(told, "")]
+        parts = [scenario.situation, scenario.supervision_texts.get(self.told(state), "")]
         prompt = " ".join(p for p in parts if p) + "\n" + scenario.choices.format_instruction()
         return Turn(prompt=prompt, supervision=state)
 

@@ -89,10 +89,9 @@ def situation(env: Environment, i: int) -> Situation:
     if isinstance(env, ThresholdGameEnv):
         k, n = int(env.needed[i]), int(env.size[i])
         return Situation(ease=1.0 - 2.0 * (k - 1) / max(n - 1, 1))
-    told = env.states[i] if env.schedule.announced else "neutral"
     payoffs = env.scenarios[i].payoffs
     return Situation(
-        unwatched=UNWATCHED.get(told, 0.0),
+        unwatched=UNWATCHED.get(env.told(env.states[i]), 0.0),
         temptation=gain(payoffs["violate"], payoffs["comply"]),
     )
 
