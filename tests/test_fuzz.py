@@ -121,6 +121,7 @@ CONFIG = [
             ("pretrain.lr", "-1"),
             ("pretrain.curriculum", "maybe"),
             ("prior.caution", "abc"),
+            ("prior.temptation", "[1]"),
             ("prior.coordination", "nan"),
         )
     ],
