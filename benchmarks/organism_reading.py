@@ -44,9 +44,9 @@ from agents.decision import DecisionRequest
 from agents.organism.build import label_scores, llama, p_violates
 from agents.organism.corpus import Episode
 from agents.organism.labels import RandomLabels
-from agents.organism.probes import opening_requests, renamed, renamed_requests
+from agents.organism.probes import RENAMES, opening_requests, renamed, renamed_requests
 from agents.organism.tokenizer import PHRASES, WORDS, train_tokenizer
-from agents.organism.train import tokenized, train
+from agents.organism.train import repeated_runs, tokenized, train
 from agents.parsing import decision_json
 from envs import generator
 from envs.atp import sa_scenarios
@@ -162,12 +162,24 @@ def by_held_out_value(model, tokenizer, rules: list[str] | None) -> list[str]:
         for value in generator.HELD_OUT[axis]
     }
     groups["training families"] = scenarios(64, PROBE_SEED + 1, "train", rules)
-    lines = [f"{'scenarios':<22}{'n':>4}{'p':>8}{'rename':>8}"]
+    lines = [f"{'scenarios':<22}{'n':>4}{'p':>8}{'rename':>8}{'offered':>8}"]
     for name, group in groups.items():
         asked = first_rounds(group, "all_unsupervised")
         p = p_violates(model, tokenizer, asked)
-        shift = np.abs(p_violates(model, tokenizer, renamed_requests(asked)) - p).mean()
-        lines.append(f"{name:<22}{len(asked):>4}{p.mean():>8.3f}{shift:>8.3f}")
+        moved, offered = label_scores(model, tokenizer, renamed_requests(asked))
+        shift = np.abs(moved - p).mean()
+        lines.append(
+            f"{name:<22}{len(asked):>4}{p.mean():>8.3f}{shift:>8.3f}{offered.mean():>8.3f}"
+        )
+    asked = first_rounds(groups["training families"], "all_unsupervised")
+    p = p_violates(model, tokenizer, asked)
+    for names in RENAMES:
+        for swap in (False, True):
+            asked_renamed = [renamed(r, names, swap) for r in asked]
+            moved, offered = label_scores(model, tokenizer, asked_renamed)
+            shift = np.abs(moved - p).mean()
+            label = f"{' / '.join(names)}{' (swapped)' if swap else ''}"
+            lines.append(f"{label:<30}{moved.mean():>8.3f}{shift:>8.3f}{offered.mean():>8.3f}")
     return lines
 
 
@@ -183,6 +195,13 @@ def main() -> None:
         default="words",
         help="words: a label is the same tokens everywhere; organism: the organism's own "
         "(a quoted label one token, so an unseen label shares nothing with its mentions)",
+    )
+    parser.add_argument(
+        "--vocab",
+        type=int,
+        default=8192,
+        help="tokenizer vocabulary: a small one spells every word, an unseen one too, in "
+        "pieces the corpus trains",
     )
     parser.add_argument("--scenarios", type=int, default=3000)
     parser.add_argument("--relabelled", type=float, default=0.75, help="share per epoch")
@@ -211,6 +230,13 @@ def main() -> None:
         help="epochs of associative recall (recall_episodes) before the scenarios",
     )
     parser.add_argument(
+        "--induction",
+        type=int,
+        default=0,
+        help="epochs (one schedule) of random token runs said twice before the rest "
+        "(agents/organism/train.py repeated_runs)",
+    )
+    parser.add_argument(
         "--short",
         type=int,
         default=0,
@@ -221,6 +247,7 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=2048)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", type=Path, default=None, help="save model and tokenizer here")
     args = parser.parse_args()
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(args.seed)
@@ -238,11 +265,17 @@ def main() -> None:
         "recall": lambda: recall_episodes(labels, len(asked), rng),
         "short": lambda: episodes(short, labels, args.relabelled, rng),
     }
-    lessons = ["recall"] * args.recall + ["short"] * args.short + ["scenarios"] * args.epochs
-    unused = {lesson: draws[lesson]() for lesson in dict.fromkeys(["scenarios", *lessons])}
+    lessons = (
+        ["induction"] * bool(args.induction)
+        + ["recall"] * args.recall
+        + ["short"] * args.short
+        + ["scenarios"] * args.epochs
+    )
+    kept = [lesson for lesson in dict.fromkeys(["scenarios", *lessons]) if lesson in draws]
+    unused = {lesson: draws[lesson]() for lesson in kept}
     contents = sorted({m["content"] for c in unused.values() for e in c for m in e.messages})
     pieces = WORDS if args.tokenizer == "words" else PHRASES
-    tokenizer = train_tokenizer(contents, 8192, 48, pieces)
+    tokenizer = train_tokenizer(contents, args.vocab, 48, pieces)
     model = llama(
         {
             "hidden_size": args.hidden,
@@ -263,15 +296,18 @@ def main() -> None:
     print(f"{'epoch':>5}{'loss':>8}" + "".join(f"{k:>12}" for k in row))
     print(f"{0:>5}{'':>8}" + "".join(f"{v:>12.3f}" for v in row.values()), flush=True)
     for epoch, lesson in enumerate(lessons, start=1):
-        corpus = unused.pop(lesson) if lesson in unused else draws[lesson]()
-        examples = tokenized(tokenizer, corpus, True, label_mentions=args.label_loss)
+        corpus = unused.pop(lesson) if lesson in unused else draws.get(lesson, list)()
+        if lesson == "induction":
+            examples = repeated_runs(tokenizer, len(asked), rng)
+        else:
+            examples = tokenized(tokenizer, corpus, True, label_mentions=args.label_loss)
         if args.prose_loss:
             examples = [replace(e, targets=[0] + [1] * (len(e.ids) - 1)) for e in examples]
         out = train(
             model,
             examples,
             pad=tokenizer.pad_token_id,
-            epochs=1.0,
+            epochs=float(args.induction) if lesson == "induction" else 1.0,
             lr=args.lr,
             batch_tokens=args.batch_tokens,
             seed=args.seed + epoch,
@@ -283,6 +319,9 @@ def main() -> None:
             f"{epoch:>5}{out['loss']:>8.3f}" + "".join(f"{v:>12.3f}" for v in row.values()),
             flush=True,
         )
+    if args.save:
+        model.save_pretrained(args.save)
+        tokenizer.save_pretrained(args.save)
     print("\n".join(["", *by_held_out_value(model, tokenizer, rules)]))
 
 

@@ -118,6 +118,7 @@ CONFIG = [
             ("corpus.aggregate_above", "[]"),
             ("corpus.aggregate_above", "[-1]"),
             ("pretrain.label_mentions", "maybe"),
+            ("pretrain.copying", "-1"),
             ("pretrain.lr", "-1"),
             ("pretrain.curriculum", "maybe"),
             ("prior.caution", "abc"),

@@ -5,6 +5,7 @@ import json
 import re
 import time
 
+import numpy as np
 import pytest
 import torch
 from conftest import backend_config
@@ -13,11 +14,11 @@ from transformers import AutoTokenizer
 
 from agents.decision import Experience, PeerAction
 from agents.organism import build as build_module
-from agents.organism.build import META, config_key, organism_dir
+from agents.organism.build import META, config_key, llama, organism_dir
 from agents.organism.corpus import episodes
 from agents.organism.prior import BehaviouralPrior
 from agents.organism.tokenizer import WORDS, train_tokenizer
-from agents.organism.train import tokenized
+from agents.organism.train import answer_loss, collated, repeated_runs, tokenized, train
 from agents.parsing import decision_json
 from agents.prompts import chat_messages
 from envs.catalog import roleplay_items, threshold_games
@@ -188,6 +189,39 @@ def test_label_mentions_are_targets_where_a_label_is_said_again():
         assert marked.ids[t] in comply ^ violate and marked.ids[t] in marked.ids[:t]
 
 
+def test_copying_warm_up_teaches_continuing_a_run_never_seen():
+    corpus = episodes(tiny_config()["corpus"], PRIOR, seed=0)
+    tokenizer = train_tokenizer(sorted({m["content"] for e in corpus for m in e.messages}), 600, 48)
+    runs = repeated_runs(tokenizer, 4, np.random.default_rng(0))
+    for r in runs:  # said twice; targets are the second saying after its first token
+        half = len(r.ids) // 2
+        assert r.ids[:half] == r.ids[half:] and 8 <= half <= 48
+        assert r.targets == [0] * (half + 1) + [1] * (half - 1)
+    torch.manual_seed(0)
+    arch = {**backend_config("organism")["organism"]["architecture"], "tie_word_embeddings": True}
+    model = llama(arch, tokenizer)
+    unseen = repeated_runs(tokenizer, 64, np.random.default_rng(1))
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(answer_loss(model, collated(unseen, tokenizer.pad_token_id)))
+
+    before = loss()
+    train(
+        model,
+        repeated_runs(tokenizer, 12000, np.random.default_rng(2)),
+        pad=tokenizer.pad_token_id,
+        epochs=1.0,
+        lr=3e-3,
+        batch_tokens=2048,
+        seed=0,
+        desc="copying",
+    )
+    # guessing among 600 tokens is ln 600 = 6.4 nats; the copying head, once formed,
+    # takes the loss toward 0 (1.7-2.1 by the end of these 335 steps, from 6.4)
+    assert before > 5.0 and loss() < 3.0
+
+
 def test_tokenizer_chat_template_and_quoted_labels():
     corpus = episodes(tiny_config()["corpus"], PRIOR, seed=0)
     tokenizer = train_tokenizer(sorted({m["content"] for e in corpus for m in e.messages}), 600, 48)
@@ -290,6 +324,7 @@ def test_killed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
         (("corpus", "generated", "roleplay"), -1, "backend.organism.corpus.generated.roleplay"),
         (("tokenizer", "pieces"), "bytes", "backend.organism.tokenizer.pieces: 'bytes'; expected"),
         (("pretrain", "label_mentions"), "yes", "backend.organism.pretrain.label_mentions"),
+        (("pretrain", "copying"), -1, "backend.organism.pretrain.copying: -1 must be"),
         (
             ("corpus", "roleplay", "professions"),
             ["nope"],

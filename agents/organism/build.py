@@ -37,7 +37,7 @@ from agents.organism.corpus import Episode, episodes, held_out
 from agents.organism.prior import BehaviouralPrior
 from agents.organism.probes import SEED, probe_sets, renamed_requests
 from agents.organism.tokenizer import PHRASES, WORDS, train_tokenizer
-from agents.organism.train import tokenized, train
+from agents.organism.train import repeated_runs, tokenized, train
 from agents.prompts import PEER_VIEWS
 from envs.errors import InputError, boolean, integer, listed, number
 
@@ -113,6 +113,7 @@ def check_config(cfg: Mapping) -> None:
         integer(settings["batch_tokens"], f"{field}.{stage}.batch_tokens")
     boolean(cfg["pretrain"].get("curriculum", False), f"{field}.pretrain.curriculum")
     boolean(cfg["pretrain"]["label_mentions"], f"{field}.pretrain.label_mentions")
+    integer(cfg["pretrain"]["copying"], f"{field}.pretrain.copying", minimum=0)
     align = cfg["align"]
     number(align["target"], f"{field}.align.target", high=1.0, above=True)
     number(align["tolerance"], f"{field}.align.tolerance", above=True)
@@ -290,6 +291,18 @@ def built(cfg: Mapping, out: Path) -> dict:
     pad = tokenizer.pad_token_id
     pretrain = dict(cfg["pretrain"])
     mentions = pretrain.pop("label_mentions")
+    copying = pretrain.pop("copying")
+    if copying:
+        train(
+            model,
+            repeated_runs(tokenizer, copying, np.random.default_rng([seed, 2])),
+            pad=pad,
+            epochs=1.0,
+            lr=pretrain["lr"],
+            batch_tokens=pretrain["batch_tokens"],
+            seed=seed,
+            desc="organism: copying",
+        )
     pre = train(
         model,
         tokenized(tokenizer, corpus, last_answer_only=False, label_mentions=mentions),
