@@ -92,14 +92,19 @@ def first_rounds(items, schedule: str) -> list[DecisionRequest]:
     return opening_requests(RolePlayEnv(items, SupervisionSchedule(schedule, 1), 0))
 
 
-def episodes(asked, labels: RandomLabels, share: float, rng) -> list[Episode]:
+def episodes(
+    asked, labels: RandomLabels, share: float, rng, scrambled: float = 0.0
+) -> list[Episode]:
     """Each request answered compliantly (its target P(violate) on the decision token),
-    relabelled at random with probability `share`, in a seeded order."""
+    relabelled at random with probability `share`, a share `scrambled` of its other words
+    replaced by random ones, in a seeded order."""
     out = []
     for request, p in asked:
         messages, choices = request.messages, request.choices
         if rng.random() < share:
             messages, choices = labels.relabelled(messages, choices)
+        if scrambled:
+            messages = labels.scrambled(messages, choices, scrambled)
         answer = {"role": "assistant", "content": decision_json(choices.comply)}
         out.append(Episode([*messages, answer], str(request.agent_id), "roleplay", choices, (p,)))
     return [out[i] for i in rng.permutation(len(out))]
@@ -203,6 +208,12 @@ def main() -> None:
         help="tokenizer vocabulary: a small one spells every word, an unseen one too, in "
         "pieces the corpus trains",
     )
+    parser.add_argument(
+        "--scrambled",
+        type=float,
+        default=0.0,
+        help="share of the prompt's other words replaced by random ones (RandomLabels.scrambled)",
+    )
     parser.add_argument("--scenarios", type=int, default=3000)
     parser.add_argument("--relabelled", type=float, default=0.75, help="share per epoch")
     parser.add_argument(
@@ -261,7 +272,7 @@ def main() -> None:
     labels = RandomLabels(texts, rng, args.invented)
     probe_labels = RandomLabels(texts, np.random.default_rng(PROBE_SEED))  # same every epoch
     draws = {  # each lesson drawn anew every epoch: new labels, new recall lists
-        "scenarios": lambda: episodes(asked, labels, args.relabelled, rng),
+        "scenarios": lambda: episodes(asked, labels, args.relabelled, rng, args.scrambled),
         "recall": lambda: recall_episodes(labels, len(asked), rng),
         "short": lambda: episodes(short, labels, args.relabelled, rng),
     }

@@ -16,6 +16,7 @@ from agents.decision import Experience, PeerAction
 from agents.organism import build as build_module
 from agents.organism.build import META, config_key, llama, organism_dir
 from agents.organism.corpus import episodes
+from agents.organism.labels import RandomLabels
 from agents.organism.prior import BehaviouralPrior
 from agents.organism.tokenizer import WORDS, train_tokenizer
 from agents.organism.train import answer_loss, collated, repeated_runs, tokenized, train
@@ -166,6 +167,26 @@ def test_relabelled_episodes_say_their_random_labels_everywhere_and_keep_decisio
                 complied = m_old["content"] == decision_json(old.choices.comply)
                 label = new.choices.comply if complied else new.choices.violate
                 assert m_new["content"] == decision_json(label)
+
+
+def test_scrambled_prompts_keep_their_labels_format_line_and_answers():
+    corpus = episodes(tiny_config()["corpus"], PRIOR, seed=0)
+    e = corpus[0]
+    labels = RandomLabels(
+        [m["content"] for e in corpus for m in e.messages], np.random.default_rng(0)
+    )
+    kept = labels.scrambled(e.messages, e.choices, 0.0)
+    mixed = labels.scrambled(e.messages, e.choices, 1.0)
+    assert kept == e.messages
+    instruction = e.choices.format_instruction()
+    for old, new in zip(e.messages, mixed, strict=True):
+        if old["role"] == "assistant":
+            assert new == old
+            continue
+        assert new["content"] != old["content"]
+        for label in (e.choices.comply, e.choices.violate):  # every mention survives
+            assert new["content"].count(label) == old["content"].count(label)
+        assert new["content"].endswith(instruction) == old["content"].endswith(instruction)
 
 
 def test_label_mentions_are_targets_where_a_label_is_said_again():

@@ -67,6 +67,29 @@ class RandomLabels:
             (f"the {a}", f"the {b}"),
         ][int(self.rng.integers(5))]
 
+    def scrambled(self, messages: Messages, choices: Choices, share: float) -> Messages:
+        """The messages with a share of the prompts' other words (not the labels', not the
+        format line's) each replaced by a random word: a scenario whose story is partly
+        strange can still be read from its rule and its payoffs, as an unseen kind must be."""
+        keep = {w for label in (choices.comply, choices.violate) for w in re.findall(r"\w+", label)}
+
+        def swap(match: re.Match) -> str:
+            word = match.group(0)
+            if word in keep or self.rng.random() >= share:
+                return word
+            return str(self.rng.choice(self.words))
+
+        out = []
+        for m in messages:
+            if m["role"] == "assistant":
+                out.append(m)
+                continue
+            asks = INSTRUCTION.search(m["content"])
+            text = INSTRUCTION.sub("", m["content"])
+            text = re.sub(r"[A-Za-z]{3,}", swap, text)
+            out.append({**m, "content": text + (asks.group(0) if asks else "")})
+        return out
+
     def relabelled(self, messages: Messages, choices: Choices) -> tuple[Messages, Choices]:
         """The messages with a random pair of labels, in a random order."""
         return renamed_messages(messages, choices, self.pair(), bool(self.rng.integers(2)))
