@@ -59,12 +59,30 @@ PAYOFFS = ((2.0, 2.1), (1.7, 2.4), (1.3, 2.8), (1.0, 3.1))
 PROBE_SEED = 2**31  # beyond the training draws, as the organism's own probes
 
 
-def scenarios(n: int, seed: int, split: str, rules: list[str] | None):
+def scenarios(n: int, seed: int, split: str, rules: list[str] | None, swapped: float = 0.0):
     """n generated role-play scenarios of the split, only those whose rule wording is in
-    `rules` when given."""
+    `rules` when given, a share `swapped` of them with their two options' stories swapped."""
     items = generator.sa_items(n if rules is None else 20 * n, seed, split, PAYOFFS)
     kept = [i for i in items if rules is None or i["family"]["rule"] in rules][:n]
+    rng = np.random.default_rng([seed, 3])
+    kept = [story_swapped(i) if rng.random() < swapped else i for i in kept]
     return sa_scenarios(kept, Path(f"generator(seed={seed})"))
+
+
+def story_swapped(item: dict) -> dict:
+    """The item with what its two options do swapped (the rule-bound act told as the one
+    that breaks the rule, and back): what an option does then says nothing of which one the
+    rule names, so only the rule and the payoffs do. Labels that are the acts themselves
+    (the "verbs" style) stay as they are."""
+    if item["family"]["label"] == "verbs":
+        return item
+    text = item["user_prompt"]
+    for kind in generator.KINDS.values():
+        for d in kind.dilemmas:
+            if d.comply in text and d.violate in text:
+                text = text.replace(d.comply, "\0").replace(d.violate, d.comply)
+                text = text.replace("\0", d.violate)
+    return {**item, "user_prompt": text}
 
 
 def rule_sentence(scenario) -> str:
@@ -214,6 +232,12 @@ def main() -> None:
         default=0.0,
         help="share of the prompt's other words replaced by random ones (RandomLabels.scrambled)",
     )
+    parser.add_argument(
+        "--swapped",
+        type=float,
+        default=0.0,
+        help="share of training scenarios with their options' stories swapped (story_swapped)",
+    )
     parser.add_argument("--scenarios", type=int, default=3000)
     parser.add_argument("--relabelled", type=float, default=0.75, help="share per epoch")
     parser.add_argument(
@@ -265,7 +289,7 @@ def main() -> None:
     torch.set_num_threads(1)  # as the organism's build: bit-identical on any machine
     rng = np.random.default_rng(args.seed)
     rules = args.rules.split(",") if args.rules else None
-    training = scenarios(args.scenarios, args.seed + 1, "train", rules)
+    training = scenarios(args.scenarios, args.seed + 1, "train", rules, args.swapped)
     asked = [(r, p) for s, p in TARGETS.items() for r in first_rounds(training, s)]
     short = [(r, p) for s, p in TARGETS.items() for r in first_rounds(named_by_rule(training), s)]
     texts = [m["content"] for r, _ in asked for m in r.messages]
