@@ -310,8 +310,8 @@ def main() -> None:
         + ["short"] * args.short
         + ["scenarios"] * args.epochs
     )
-    kept = [lesson for lesson in dict.fromkeys(["scenarios", *lessons]) if lesson in draws]
-    unused = {lesson: draws[lesson]() for lesson in kept}
+    drawn = [lesson for lesson in dict.fromkeys(["scenarios", *lessons]) if lesson in draws]
+    unused = {lesson: draws[lesson]() for lesson in drawn}
     contents = sorted({m["content"] for c in unused.values() for e in c for m in e.messages})
     pieces = WORDS if args.tokenizer == "words" else PHRASES
     tokenizer = train_tokenizer(contents, args.vocab, 48, pieces)
@@ -335,13 +335,13 @@ def main() -> None:
     print(f"{'epoch':>5}{'loss':>8}" + "".join(f"{k:>12}" for k in row))
     print(f"{0:>5}{'':>8}" + "".join(f"{v:>12.3f}" for v in row.values()), flush=True)
     for epoch, lesson in enumerate(lessons, start=1):
-        corpus = unused.pop(lesson) if lesson in unused else draws.get(lesson, list)()
         if lesson == "induction":
             examples = repeated_runs(tokenizer, len(asked), rng)
         else:
+            corpus = unused.pop(lesson) if lesson in unused else draws[lesson]()
             examples = tokenized(tokenizer, corpus, True, label_mentions=args.label_loss)
-        if args.prose_loss:
-            examples = [replace(e, targets=[0] + [1] * (len(e.ids) - 1)) for e in examples]
+            if args.prose_loss:
+                examples = [replace(e, targets=[0] + [1] * (len(e.ids) - 1)) for e in examples]
         out = train(
             model,
             examples,

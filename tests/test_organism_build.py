@@ -172,9 +172,8 @@ def test_relabelled_episodes_say_their_random_labels_everywhere_and_keep_decisio
 def test_scrambled_prompts_keep_their_labels_format_line_and_answers():
     corpus = episodes(tiny_config()["corpus"], PRIOR, seed=0)
     e = corpus[0]
-    labels = RandomLabels(
-        [m["content"] for e in corpus for m in e.messages], np.random.default_rng(0)
-    )
+    texts = [m["content"] for episode in corpus for m in episode.messages]
+    labels = RandomLabels(texts, np.random.default_rng(0))
     kept = labels.scrambled(e.messages, e.choices, 0.0)
     mixed = labels.scrambled(e.messages, e.choices, 1.0)
     assert kept == e.messages
@@ -299,6 +298,15 @@ def test_build_writes_a_hugging_face_checkpoint_and_its_report(tiny_organism):
             assert fit["correlation"] is None or -1 <= fit["correlation"] <= 1
             assert 0 <= fit["mean_gap"] <= 1
     assert not [p for p in root.iterdir() if p.name.startswith(".organism-") and p.is_dir()]
+
+
+def test_copying_warm_up_runs_before_the_corpus(tiny_organism, tmp_path):
+    _, path, _ = tiny_organism
+    cfg = tiny_config()
+    cfg["pretrain"]["copying"] = 200
+    warmed = organism_dir(cfg, tmp_path)
+    a, b = load_file(path / "model.safetensors"), load_file(warmed / "model.safetensors")
+    assert warmed.name != path.name and any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def test_second_call_is_a_cache_hit(tiny_organism, monkeypatch):

@@ -101,8 +101,9 @@ def repeated_runs(tokenizer, n: int, rng: np.random.Generator) -> list[Example]:
 
     Copying with nothing else to learn: the head that continues a sequence seen earlier
     forms in a few hundred steps here, and every token of the vocabulary is read and
-    written. Without it the organism learns to copy only labels it has trained on; with
-    it, labels it never saw, spelled in several tokens, are copied from the format line.
+    written. Without it the organism copies only labels it has trained on; with it (and
+    episodes given random labels), labels it never saw, spelled in several tokens, are
+    copied from the format line (README, "A copying warm-up").
     """
     specials = set(tokenizer.all_special_ids)
     vocab = np.array([i for i in range(len(tokenizer)) if i not in specials])
