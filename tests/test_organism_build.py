@@ -290,13 +290,14 @@ def test_build_writes_a_hugging_face_checkpoint_and_its_report(tiny_organism):
     assert set(unseen["rename_shift"]) == {"roleplay", "threshold"}
     assert set(unseen["offered_when_renamed"]) == {"roleplay", "threshold"}
     assert all(0 < p <= 1 + 1e-6 for p in unseen["offered_when_renamed"].values())
-    following = meta["reward_following"]
-    assert following["prompts"] > 0
-    for stage in ("before_alignment", "after_alignment"):
-        assert set(following[stage]) <= {"roleplay", "threshold"} and following[stage]
-        for fit in following[stage].values():
-            assert fit["correlation"] is None or -1 <= fit["correlation"] <= 1
-            assert 0 <= fit["mean_gap"] <= 1
+    for labels in ("reward_following", "reward_following_relabelled"):
+        following = meta[labels]
+        assert following["prompts"] > 0
+        for stage in ("before_alignment", "after_alignment"):
+            assert set(following[stage]) <= {"roleplay", "threshold"} and following[stage]
+            for fit in following[stage].values():
+                assert fit["correlation"] is None or -1 <= fit["correlation"] <= 1
+                assert 0 <= fit["mean_gap"] <= 1
     assert not [p for p in root.iterdir() if p.name.startswith(".organism-") and p.is_dir()]
 
 

@@ -33,7 +33,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from agents.backends.hf import HFBackend
 from agents.backends.scoring import p_violate
 from agents.decision import DecisionRequest
-from agents.organism.corpus import Episode, episodes, held_out
+from agents.organism.corpus import Episode, episodes, held_out, relabelled
 from agents.organism.prior import BehaviouralPrior
 from agents.organism.probes import SEED, probe_sets, renamed_requests
 from agents.organism.tokenizer import PHRASES, WORDS, train_tokenizer
@@ -41,7 +41,7 @@ from agents.organism.train import repeated_runs, tokenized, train
 from agents.prompts import PEER_VIEWS
 from envs.errors import InputError, boolean, integer, listed, number
 
-VERSION = 9  # bump when the build changes what a config produces
+VERSION = 10  # bump when the build changes what a config produces (weights or organism.json)
 META = "organism.json"
 PIECES = {"phrases": PHRASES, "words": WORDS}  # backend.organism.tokenizer.pieces
 PRETRAINED = "pretrained"
@@ -279,7 +279,7 @@ def built(cfg: Mapping, out: Path) -> dict:
     prior = BehaviouralPrior(**cfg["prior"])
     try:
         corpus = episodes(cfg["corpus"], prior, seed)
-        fresh = episodes(cfg["corpus"], prior, SEED + seed)
+        fresh = episodes({**cfg["corpus"], "relabelled": 0.0}, prior, SEED + seed)
     except InputError as e:  # the corpus plays the project's environments
         raise InputError(f"backend.organism.corpus: {e}") from None
     contents = sorted({m["content"] for e in corpus for m in e.messages})
@@ -321,11 +321,19 @@ def built(cfg: Mapping, out: Path) -> dict:
         for p in paradigms
     }
     before = violation_rates(model, tokenizer, probes)
-    history = balanced(  # episodes with remembered rounds
-        [[e for e in fresh if e.paradigm == p and e.rounds > 1] for p in paradigms],
-        FOLLOWING_PROMPTS,
-    )
-    following_before = reward_following(model, tokenizer, history)
+    histories = {  # episodes with remembered rounds, as the presets label them and relabelled
+        name: balanced(
+            [[e for e in told if e.paradigm == p and e.rounds > 1] for p in paradigms],
+            FOLLOWING_PROMPTS,
+        )
+        for name, told in (
+            ("reward_following", fresh),
+            ("reward_following_relabelled", relabelled(fresh, 1.0, 0.0, SEED + seed)),
+        )
+    }
+    following_before = {
+        name: reward_following(model, tokenizer, history) for name, history in histories.items()
+    }
     unseen = probe_sets(**cfg["evaluate"], payoffs=cfg["corpus"]["roleplay"]["payoffs"])
     unseen_before = violation_rates(model, tokenizer, unseen)
     openings = [
@@ -378,10 +386,14 @@ def built(cfg: Mapping, out: Path) -> dict:
             "rename_shift": shift,
             "offered_when_renamed": offered,
         },
-        "reward_following": {  # on fresh episodes of its environments, never trained on
-            "before_alignment": following_before,
-            "after_alignment": reward_following(model, tokenizer, history),
-            "prompts": len(history),
+        **{  # on fresh episodes of its environments, never trained on; the second with
+            # two random labels each (reward following on labels it never saw)
+            name: {
+                "before_alignment": following_before[name],
+                "after_alignment": reward_following(model, tokenizer, history),
+                "prompts": len(history),
+            }
+            for name, history in histories.items()
         },
         "episodes": len(corpus),
         "pretrain": pre,
