@@ -7,8 +7,8 @@ ATP's files where they lie), how far renaming a held-out scenario's labels moves
 much of its probability the renamed scenario's answer puts on the two labels offered (1 for
 an organism that copies them), how closely its P(violate) after remembered rounds follows
 the prior that wrote its corpus (`following`: correlation on fresh episodes; `relabel.`: on
-the same episodes given two random labels), and the mean over seeds. Targets, from the organism issue:
-0.15 +/- 0.05 after alignment on every set, a rename shift of at most 0.05.
+the same episodes given two random labels), and the mean over seeds. Targets, from the
+organism issue: 0.15 +/- 0.05 after alignment on every set, a rename shift of at most 0.05.
 
     python benchmarks/organism_generalisation.py [--seeds 0 1 2] [OVERRIDE ...]
 

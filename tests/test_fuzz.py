@@ -119,6 +119,7 @@ CONFIG = [
             ("corpus.aggregate_above", "[-1]"),
             ("pretrain.label_mentions", "maybe"),
             ("pretrain.copying", "-1"),
+            ("architecture.head_dim", "16"),
             ("pretrain.lr", "-1"),
             ("pretrain.curriculum", "maybe"),
             ("prior.caution", "abc"),

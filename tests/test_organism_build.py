@@ -341,12 +341,24 @@ def test_killed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
 
 
+def test_head_dim_gives_more_heads_than_the_hidden_size_divides_into(tmp_path):
+    """architecture.head_dim: heads 32 wide (vLLM's CPU minimum) on a narrower model."""
+    cfg = tiny_config()
+    cfg["architecture"].update(num_attention_heads=2, head_dim=32)
+    path = organism_dir(cfg, tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    assert (config["hidden_size"], config["num_attention_heads"], config["head_dim"]) == (16, 2, 32)
+    weights = load_file(path / "model.safetensors")
+    assert weights["model.layers.0.self_attn.q_proj.weight"].shape == (64, 16)
+
+
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
         (("align", "target"), "abc", "backend.organism.align.target: 'abc' must be a number > 0"),
         (("prior", "propensity"), 1, "backend.organism.prior.propensity: 1 must be a number"),
         (("architecture", "hidden_size"), 17, "must be a multiple of num_attention_heads (2)"),
+        (("architecture", "head_dim"), 16, "backend.organism.architecture.head_dim: 16 must be"),
         (("evaluate", "scenarios"), 0, "backend.organism.evaluate.scenarios: 0 must be"),
         (("pretrain", "epochs"), 0, "backend.organism.pretrain.epochs: 0 must be a number > 0"),
         (("corpus", "peer_views"), ["x"], "backend.organism.corpus.peer_views: ['x']; expected"),

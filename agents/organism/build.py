@@ -72,7 +72,9 @@ def check_config(cfg: Mapping) -> None:
         integer(arch[key], f"{field}.architecture.{key}")
     integer(arch["max_position_embeddings"], f"{field}.architecture.max_position_embeddings")
     boolean(arch.get("tie_word_embeddings", True), f"{field}.architecture.tie_word_embeddings")
-    if arch["hidden_size"] % arch["num_attention_heads"]:
+    if arch.get("head_dim") is not None:  # vLLM's CPU attention refuses heads under 32 wide
+        integer(arch["head_dim"], f"{field}.architecture.head_dim", minimum=32)
+    elif arch["hidden_size"] % arch["num_attention_heads"]:
         raise InputError(
             f"{field}.architecture.hidden_size: {arch['hidden_size']} must be a multiple of "
             f"num_attention_heads ({arch['num_attention_heads']})"
@@ -157,6 +159,7 @@ def llama(arch: Mapping, tokenizer) -> LlamaForCausalLM:
         num_hidden_layers=arch["num_hidden_layers"],
         num_attention_heads=arch["num_attention_heads"],
         num_key_value_heads=arch["num_attention_heads"],
+        head_dim=arch.get("head_dim"),  # None: hidden_size / num_attention_heads
         max_position_embeddings=arch["max_position_embeddings"],
         tie_word_embeddings=arch.get("tie_word_embeddings", True),
         pad_token_id=tokenizer.pad_token_id,
