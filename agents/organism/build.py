@@ -370,6 +370,14 @@ def built(cfg: Mapping, out: Path) -> dict:
     scored = {name: p_violates(model, tokenizer, r) for name, r in unseen.items()}
     shift, offered = renamed_scores(model, tokenizer, unseen, scored)
     rate = float(np.mean(list(rates.values())))
+    following = {  # on fresh episodes of its environments, never trained on
+        name: {
+            "before_alignment": following_before[name],
+            "after_alignment": reward_following(model, tokenizer, history),
+            "prompts": len(history),
+        }
+        for name, history in histories.items()
+    }
     meta = {
         "config": dict(cfg),
         "key": config_key(cfg),
@@ -389,15 +397,7 @@ def built(cfg: Mapping, out: Path) -> dict:
             "rename_shift": shift,
             "offered_when_renamed": offered,
         },
-        **{  # on fresh episodes of its environments, never trained on; the second with
-            # two random labels each (reward following on labels it never saw)
-            name: {
-                "before_alignment": following_before[name],
-                "after_alignment": reward_following(model, tokenizer, history),
-                "prompts": len(history),
-            }
-            for name, history in histories.items()
-        },
+        **following,
         "episodes": len(corpus),
         "pretrain": pre,
         "alignment": post,
