@@ -19,7 +19,6 @@ with backend=hf's settings instead of the organism; the prompts stay the organis
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from time import perf_counter
 
@@ -31,6 +30,7 @@ from agents.organism.corpus import episodes
 from agents.organism.prior import BehaviouralPrior
 from envs.errors import InputError
 from sim.build import compose
+from sim.run import fail
 
 
 def backend_config(model: Path | None, device: str | None) -> dict:
@@ -137,4 +137,4 @@ if __name__ == "__main__":
     try:
         main()
     except InputError as e:
-        sys.exit(f"error: {e}")
+        fail(str(e))

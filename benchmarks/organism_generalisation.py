@@ -10,7 +10,7 @@ the prior that wrote its corpus (`following`: correlation on fresh episodes; `re
 the same episodes given two random labels), and the mean over seeds. Targets, from the
 organism issue: 0.15 +/- 0.05 after alignment on every set, a rename shift of at most 0.05.
 
-    python benchmarks/organism_generalisation.py [--seeds 0 1 2] [OVERRIDE ...]
+    python benchmarks/organism_generalisation.py [OVERRIDE ...] [--seeds 0 1 2]
 
 OVERRIDEs are Hydra overrides of the organism's recipe, as for sim.run, e.g.
 backend.organism.corpus.relabelled=0.5 (README, "The organism").
@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import numpy as np
 
 from agents.organism.build import META, organism_dir
 from envs.errors import InputError
-from sim.build import compose
+from sim.build import CONF, compose
+from sim.overrides import check_overrides
+from sim.run import fail
 
 TARGET, TOLERANCE, RENAME_SHIFT = 0.15, 0.05, 0.05
 FOLLOWING = {"reward_following": "following", "reward_following_relabelled": "relabel."}
@@ -49,6 +50,7 @@ def main() -> None:
         "overrides", nargs="*", help="Hydra overrides, e.g. backend.organism.corpus.relabelled=0.5"
     )
     args = parser.parse_args()
+    check_overrides(str(CONF), "config", args.overrides)
     meta = {seed: measured(seed, args.overrides) for seed in args.seeds}
     found = {seed: m["unseen"] for seed, m in meta.items()}
     sets = list(found[args.seeds[0]]["after_alignment"])
@@ -90,4 +92,4 @@ if __name__ == "__main__":
     try:
         main()
     except InputError as e:
-        sys.exit(f"error: {e}")
+        fail(str(e))

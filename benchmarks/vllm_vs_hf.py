@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from agents.backends.hf import HFBackend
 from agents.backends.loading import load_checkpoint
 from envs.errors import InputError
 from sim.build import compose
+from sim.run import fail
 
 
 def lora_versions(model: Path, out: Path, k: int) -> dict[str, Path]:
@@ -137,4 +137,4 @@ if __name__ == "__main__":
     try:
         main()
     except InputError as e:
-        sys.exit(f"error: {e}")
+        fail(str(e))
