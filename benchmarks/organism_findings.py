@@ -48,8 +48,8 @@ SA_GAP, MA_RISE, MA_GAP, TIPPED = 0.10, 0.10, 0.20, 0.8
 SCHEDULES = ("all_unsupervised", "all_supervised")
 PARADIGMS = ("roleplay", "threshold")
 PG = ["evolution=pg", "evolution.every=1", f"run.rounds={PG_ROUNDS}"]
-# Per-agent adapters train every round: 16 role-play agents, 4 games of 8 players (64
-# players took 30-90 s a round on 2 cores).
+# Per-agent adapters train every round, the most of this benchmark's time: 16 role-play
+# agents (20 rounds in about 3 minutes on one busy core), 4 games of 8 players (about 18).
 PG_SIZE = {"roleplay": [], "threshold": ["env.generator.scenarios=4"]}
 
 
