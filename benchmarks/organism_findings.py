@@ -47,15 +47,17 @@ ATP_ROUNDS, PG_ROUNDS = 6, 20
 SA_GAP, MA_RISE, MA_GAP, TIPPED = 0.10, 0.10, 0.20, 0.8
 SCHEDULES = ("all_unsupervised", "all_supervised")
 PARADIGMS = ("roleplay", "threshold")
+BY = {"ma": ["threshold"]}  # a run's curves: per threshold k, else one ("all")
 PG = ["evolution=pg", "evolution.every=1", f"run.rounds={PG_ROUNDS}"]
 # Per-agent adapters train every round, the most of this benchmark's time: 16 role-play
 # agents (20 rounds in about 3 minutes on one busy core), 4 games of 8 players (about 18).
 PG_SIZE = {"roleplay": [], "threshold": ["env.generator.scenarios=4"]}
 
 
-def runs(seed: int, overrides: list[str]) -> dict[str, list[str]]:
-    """Every run the targets read, by name, for the organism (and run) at `seed`."""
-    base = [f"seed={seed}", f"backend.organism.seed={seed}", *overrides]
+def runs(seed: int, overrides: list[str], organism: bool) -> dict[str, list[str]]:
+    """Every run the targets read, by name, at run seed `seed` (and organism seed, when the
+    policy is the organism)."""
+    base = [f"seed={seed}", *([f"backend.organism.seed={seed}"] if organism else []), *overrides]
     atp = [f"run.rounds={ATP_ROUNDS}", "env.source=atp"]
     sa = ["experiment=atp_sa", *atp, f"env.atp_file={atp_dir() / ATP_FILES['roleplay']}"]
     ma = ["experiment=atp_ma", *atp, f"env.atp_file={atp_dir() / ATP_FILES['threshold']}"]
@@ -76,12 +78,11 @@ def check(run: list[str]) -> None:
 
 
 def curves(run_dir: Path, run: list[str]) -> dict:
-    """Mean P(violate) per round of one recorded run: {group: [round 0, round 1, ...]},
-    grouped by threshold in threshold games, else one group "all"."""
+    """Mean P(violate) per round of one recorded run: {group: [round 0, round 1, ...]}."""
     print(f"-- {run_dir.name}", file=sys.stderr)
     run_experiment(compose(run), run_dir, run)
     decisions = scan_decisions(run_dir)
-    by = ["threshold"] if run_dir.name == "ma" else []
+    by = BY.get(run_dir.name, [])
     table = mean_p_violate_by_round(decisions, by=by)
     groups = table.partition_by(by, as_dict=True) if by else {("all",): table}
     return {
@@ -140,7 +141,8 @@ def main() -> None:
     missing = [f for f in ATP_FILES.values() if not (atp_dir() / f).is_file()]
     if missing:
         raise InputError(f"{atp_dir()}: no {', '.join(missing)} (set TIPLAB_ATP to ATP's data)")
-    planned = {seed: runs(seed, args.overrides) for seed in args.seeds}
+    organism = compose(args.overrides)["backend"]["name"] == "organism"
+    planned = {seed: runs(seed, args.overrides, organism) for seed in args.seeds}
     for plan in planned.values():
         for run in plan.values():
             check(run)
