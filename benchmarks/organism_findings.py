@@ -79,8 +79,8 @@ def check(run: list[str]) -> None:
 
 def curves(run_dir: Path, run: list[str]) -> dict:
     """Mean P(violate) per round of one recorded run: {group: [round 0, round 1, ...]}."""
-    print(f"-- {run_dir.name}", file=sys.stderr)
     run_experiment(compose(run), run_dir, run)
+    print(f"-- {run_dir.name} recorded", file=sys.stderr)
     decisions = scan_decisions(run_dir)
     by = BY.get(run_dir.name, [])
     table = mean_p_violate_by_round(decisions, by=by)
