@@ -17,6 +17,7 @@ per seed, their mean, and whether the mean meets the target:
 - held-out families: violation at least 0.8 by the last round, per paradigm.
 
     python benchmarks/organism_findings.py [OVERRIDE ...] [--seeds 0 1 2] [--out DIR]
+                                           [--figure F.png]
 
 OVERRIDEs are Hydra overrides of every run (the organism's recipe, e.g.
 backend.organism.corpus.relabelled=0.5, or a backend=hf checkpoint). ATP's files are read
@@ -37,6 +38,7 @@ import numpy as np
 from agents.organism.build import check_config as check_organism
 from agents.organism.probes import ATP_FILES, atp_dir
 from analysis.load import scan_decisions
+from analysis.plots import COLORS, new_figure, save
 from analysis.rates import mean_p_violate_by_round
 from envs.errors import InputError
 from sim.build import CONF, check_config, compose
@@ -131,10 +133,36 @@ def report(found: dict[int, dict]) -> None:
         row(f"held-out {env} pg round {PG_ROUNDS - 1}", end, f">= {TIPPED}", np.mean(end) >= TIPPED)
 
 
+def figure(found: dict[int, dict], path: Path) -> None:
+    """The curves behind the targets, a panel per experiment: each seed thin, the mean bold."""
+    fig = new_figure(width=11.0, height=3.6)
+    axes = fig.subplots(1, 3, sharey=True)
+    panels = {
+        "sa": f"ATP SA ({ATP_FILES['roleplay']})",
+        "ma": f"ATP MA ({ATP_FILES['threshold']})",
+        "pg": "held-out families, evolution=pg",
+    }
+    for ax, (key, title) in zip(axes, panels.items(), strict=True):
+        for color, group in zip(COLORS, found[next(iter(found))][key], strict=False):
+            curves = np.array([seed[key][group] for seed in found.values()])
+            rounds = np.arange(curves.shape[1])
+            for curve in curves:
+                ax.plot(rounds, curve, color=color, lw=0.8, alpha=0.35)
+            label = f"k={group}" if key == "ma" else group
+            ax.plot(rounds, curves.mean(axis=0), color=color, lw=2, label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("round")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("mean P(violate)")
+    axes[0].set_ylim(0, 1)
+    save(fig, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary dir)")
+    parser.add_argument("--figure", type=Path, help="the curves as a figure (.png: an .svg too)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of every run")
     args = parser.parse_args()
     check_overrides(str(CONF), "config", args.overrides)
@@ -148,7 +176,10 @@ def main() -> None:
             check(run)
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
-        report({seed: measured(plan, out / f"seed{seed}") for seed, plan in planned.items()})
+        found = {seed: measured(plan, out / f"seed{seed}") for seed, plan in planned.items()}
+    report(found)
+    if args.figure:
+        figure(found, args.figure)
 
 
 if __name__ == "__main__":
